@@ -1,0 +1,139 @@
+"""Lab HDF5 shards: the hand-off between preprocessing and training/evaluation.
+
+One file per (split, shard), e.g. ``results/<dataset>/shards/train-003.h5``:
+
+=========  ==================  =========  ==============================================
+dataset    shape               dtype      meaning
+=========  ==================  =========  ==============================================
+``L``      (N, H, W)           float16    Lab lightness, 0..100
+``ab``     (N, 2, H, W)        float16    Lab a and b, about -128..127 (channel first)
+``relpath`` (N,)               str        source path relative to the dataset root
+``sha256`` (N,)                str        sha256 of the source file
+=========  ==================  =========  ==============================================
+
+Chunks hold one image each, so a reader can take any image, or a whole shard, cheaply.
+float16 keeps 11 significant bits: Lab -> RGB from a shard reproduces the resized 8-bit
+RGB to within 1/255 for >= 99 % of pixels (measured ~99.9 %, tests/test_colorspace.py).
+
+File attributes: ``image_size``, ``split``, ``color_conversion``, ``library_version``,
+``format_version``, ``compression``, ``count``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+from .colorspace import COLOR_CONVERSION
+
+FORMAT_VERSION = 1
+STORE_DTYPE = np.float16
+COMPRESSIONS = ("none", "lzf", "gzip")
+
+
+def _compression_kwargs(compression: str) -> dict:
+    if compression == "none":
+        return {}
+    if compression == "lzf":
+        return {"compression": "lzf", "shuffle": True}
+    if compression == "gzip":
+        return {"compression": "gzip", "compression_opts": 1, "shuffle": True}
+    raise ValueError(f"unknown shard compression {compression!r}; choose one of {COMPRESSIONS}")
+
+
+class ShardWriter:
+    """Appends images one at a time, so memory stays flat however large the shard.
+
+    Writes to ``<path>.tmp`` and renames on ``close()``: a killed job never leaves a
+    half-written shard under the final name.
+    """
+
+    def __init__(self, path, image_size: int, split: str, compression: str = "lzf"):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.size = int(image_size)
+        self.n = 0
+        kw = _compression_kwargs(compression)
+        s = self.size
+        self.f = h5py.File(self.tmp, "w")
+        self.f.attrs.update(
+            image_size=s,
+            split=split,
+            color_conversion=COLOR_CONVERSION,
+            library_version=__version__,
+            format_version=FORMAT_VERSION,
+            compression=compression,
+            store_dtype=np.dtype(STORE_DTYPE).name,
+        )
+        str_t = h5py.string_dtype("utf-8")
+        self.L = self.f.create_dataset("L", (0, s, s), STORE_DTYPE, maxshape=(None, s, s), chunks=(1, s, s), **kw)
+        self.ab = self.f.create_dataset(
+            "ab", (0, 2, s, s), STORE_DTYPE, maxshape=(None, 2, s, s), chunks=(1, 2, s, s), **kw
+        )
+        self.relpath = self.f.create_dataset("relpath", (0,), str_t, maxshape=(None,), chunks=(256,))
+        self.sha256 = self.f.create_dataset("sha256", (0,), str_t, maxshape=(None,), chunks=(256,))
+
+    def append(self, lab: np.ndarray, relpath: str, sha256: str) -> None:
+        """``lab`` is HxWx3 float32 Lab at the shard's image size."""
+        if lab.shape != (self.size, self.size, 3):
+            raise ValueError(f"{relpath}: Lab image is {lab.shape}, shard expects {(self.size, self.size, 3)}")
+        i = self.n
+        for ds in (self.L, self.ab, self.relpath, self.sha256):
+            ds.resize(i + 1, axis=0)
+        self.L[i] = lab[..., 0].astype(STORE_DTYPE)
+        self.ab[i] = np.moveaxis(lab[..., 1:], -1, 0).astype(STORE_DTYPE)
+        self.relpath[i] = relpath
+        self.sha256[i] = sha256
+        self.n += 1
+
+    def close(self) -> None:
+        self.f.attrs["count"] = self.n
+        self.f.close()
+        os.replace(self.tmp, self.path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.f.close()
+            self.tmp.unlink(missing_ok=True)
+
+
+@dataclass
+class Shard:
+    """A whole shard in memory (float16 arrays, as stored)."""
+
+    L: np.ndarray  # (N, H, W) float16, 0..100
+    ab: np.ndarray  # (N, 2, H, W) float16
+    relpath: list[str]
+    sha256: list[str]
+    attrs: dict
+
+    def __len__(self) -> int:
+        return len(self.relpath)
+
+
+def read_shard(path) -> Shard:
+    """Read a whole shard with one read per dataset (the fast path for training)."""
+    with h5py.File(path, "r") as f:
+        return Shard(
+            L=f["L"][...],
+            ab=f["ab"][...],
+            relpath=[s.decode() if isinstance(s, bytes) else s for s in f["relpath"][...]],
+            sha256=[s.decode() if isinstance(s, bytes) else s for s in f["sha256"][...]],
+            attrs=dict(f.attrs),
+        )
+
+
+def shard_count(path) -> int:
+    with h5py.File(path, "r") as f:
+        return int(f["L"].shape[0])
