@@ -1,0 +1,405 @@
+"""Batch inference at full resolution, as richzhang/colorization's ``postprocess_tens``.
+
+For each photo: Lab of the full-resolution RGB; L resized (area) to the model's square working
+size and normalised; a batch of those through the model gives normalised ab at working size;
+ab is denormalised, resized (bilinear) back to the *original* size and recombined with the
+*original* L. So the output has the input's size and, up to 8-bit rounding and gamut clipping,
+the input's lightness: only colour is invented.
+
+``colorize_files`` overlaps the work: a thread pool decodes ahead (PIL, cv2 and numpy release
+the GIL), the main thread runs batches through the model, and a second pool resizes ab,
+converts back to RGB, encodes and writes. A file that fails is recorded with its reason in the
+returned results and the status TSV; it never stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path, PurePath
+from typing import Iterator, Sequence
+
+import cv2
+import h5py
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from .colorspace import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from .device import autocast, configure_backends, pick_device, to_device_format
+from .imread import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, read_rgb
+from .train import load_checkpoint
+
+log = logging.getLogger("colorize.infer")
+
+DEFAULT_SIZE = 256  # the seed's working size; a checkpoint's own size wins when it records one
+JPEG_QUALITY = 95
+WEBP_QUALITY = 95
+# Output formats OpenCV writes, kept as the input's; anything else (gif, jp2, tga, ...) -> .png.
+_WRITABLE_EXTENSIONS = {".jpg", ".jpeg", ".jpe", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm"}
+
+
+# --------------------------------------------------------------------------------------------
+# The numeric core: L at working size in, ab at working size out, recombined at full size.
+
+
+def load_model(checkpoint, device: str | torch.device | None = None) -> tuple[torch.nn.Module, dict]:
+    """A checkpoint's model, in eval mode on ``device`` (None/"auto": CUDA when it works), and the checkpoint."""
+    device = pick_device(device)
+    configure_backends(device)
+    model, ckpt = load_checkpoint(checkpoint, map_location=device)
+    return to_device_format(model, device).eval(), ckpt
+
+
+def working_size(ckpt: dict, default: int = DEFAULT_SIZE) -> int:
+    """The square size a checkpoint's model works at: its recorded ``image_size``, else ``default``."""
+    size = ckpt.get("image_size") or (ckpt.get("train_config") or {}).get("image_size")
+    return int(size) if size else int(default)
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    try:
+        return next(model.parameters()).device
+    except StopIteration:
+        return torch.device("cpu")
+
+
+def working_l(L: np.ndarray, size: int) -> np.ndarray:
+    """Full-size L (HxW, 0..100) -> normalised L at ``size`` x ``size`` (area when shrinking)."""
+    h, w = L.shape
+    if (h, w) == (size, size):
+        small = L
+    else:
+        interp = cv2.INTER_AREA if (h >= size and w >= size) else cv2.INTER_LINEAR
+        small = cv2.resize(L, (size, size), interpolation=interp)
+    return normalize_l(small.astype(np.float32, copy=False))
+
+
+def predict_ab(model: torch.nn.Module, L_norm: np.ndarray) -> np.ndarray:
+    """Normalised L batch (B, S, S) -> ab in Lab units (B, 2, S, S) float32, on the model's device."""
+    device = model_device(model)
+    x = torch.from_numpy(np.ascontiguousarray(L_norm, dtype=np.float32)[:, None])
+    if device.type == "cuda":
+        x = x.pin_memory()
+    x = to_device_format(x, device, non_blocking=True)
+    with torch.inference_mode(), autocast(device):
+        ab_norm = model.ab_from_output(model(x))
+    return denormalize_ab(ab_norm.float()).cpu().numpy()
+
+
+def ab_to_size(ab: np.ndarray, height: int, width: int) -> np.ndarray:
+    """ab (2, s, s) -> (height, width, 2), bilinear (half-pixel centres, as torch's align_corners=False)."""
+    hwc = np.ascontiguousarray(np.moveaxis(ab, 0, -1), dtype=np.float32)
+    if hwc.shape[:2] == (height, width):
+        return hwc
+    return cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def recombine(L_full: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
+    """Original-size L (HxW) + working-size ab (2, s, s) -> HxWx3 uint8 RGB at the original size."""
+    h, w = L_full.shape
+    return lab_to_rgb(L_full, ab_to_size(ab_small, h, w))
+
+
+def _batches(n: int, batch_size: int) -> Iterator[slice]:
+    for start in range(0, n, batch_size):
+        yield slice(start, min(start + batch_size, n))
+
+
+def colorize_arrays(model: torch.nn.Module, rgbs: Sequence[np.ndarray], size: int = DEFAULT_SIZE,
+                    batch_size: int = 16) -> list[np.ndarray]:
+    """Colorize in-memory images (HxW, HxWx1, HxWx3 or HxWx4 uint8, any sizes) -> HxWx3 uint8 RGB each.
+
+    Only the lightness of the input is used; the output keeps the input's size and L.
+    """
+    model.eval()
+    out: list[np.ndarray] = []
+    for sl in _batches(len(rgbs), batch_size):
+        L_full = [rgb_to_lab(as_rgb_uint8(rgb))[..., 0] for rgb in rgbs[sl]]
+        ab = predict_ab(model, np.stack([working_l(L, size) for L in L_full]))
+        out.extend(recombine(L, a) for L, a in zip(L_full, ab))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Shards (the test split): predictions at the shard's own size.
+
+
+def iter_shard_batches(shard_path, batch_size: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """(L (B,H,W), ab (B,2,H,W), relpaths) float32 Lab batches, read a batch at a time (flat memory)."""
+    with h5py.File(shard_path, "r") as f:
+        n = f["L"].shape[0]
+        for sl in _batches(n, batch_size):
+            rel = [s.decode() if isinstance(s, bytes) else str(s) for s in f["relpath"][sl]]
+            yield f["L"][sl].astype(np.float32), f["ab"][sl].astype(np.float32), rel
+
+
+def predict_l_batch(model: torch.nn.Module, L: np.ndarray, size: int | None = None) -> np.ndarray:
+    """L batch (B, H, W) in Lab units -> predicted ab (B, 2, H, W), via the working size ``size``."""
+    b, h, w = L.shape
+    if size is None or (h, w) == (size, size):
+        return predict_ab(model, normalize_l(L))
+    ab = predict_ab(model, np.stack([working_l(x, size) for x in L]))
+    return np.stack([np.moveaxis(ab_to_size(a, h, w), -1, 0) for a in ab])
+
+
+def predict_shard(model: torch.nn.Module, shard_path, size: int | None = None, batch_size: int = 32) -> np.ndarray:
+    """Predicted ab (N, 2, H, W) float32 Lab units for every image of a shard, at the shard's size.
+
+    ``size`` None (default) feeds the shard's own size to the model; another value resizes L to
+    ``size`` and the prediction back, as full-resolution inference does.
+    """
+    model.eval()
+    parts = [predict_l_batch(model, L, size) for L, _, _ in iter_shard_batches(shard_path, batch_size)]
+    if not parts:
+        with h5py.File(shard_path, "r") as f:
+            _, h, w = f["L"].shape
+        return np.zeros((0, 2, h, w), np.float32)
+    return np.concatenate(parts)
+
+
+# --------------------------------------------------------------------------------------------
+# Files: decode ahead, batch through the model, write behind.
+
+
+@dataclass
+class Result:
+    """What happened to one input file."""
+
+    input: str
+    output: str | None  # None when it failed
+    status: str  # "ok" or "failed"
+    reason: str = ""  # why it failed (empty when ok)
+    width: int = 0
+    height: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+
+STATUS_COLUMNS = ("input", "status", "output", "width", "height", "reason")
+
+
+def output_relpath(relname: str | PurePath) -> PurePath:
+    """The output's name: the input's, with a .png extension when OpenCV cannot write the input's format."""
+    rel = PurePath(relname)
+    return rel if rel.suffix.lower() in _WRITABLE_EXTENSIONS else rel.with_suffix(".png")
+
+
+def _encode_params(suffix: str, jpeg_quality: int) -> list[int]:
+    s = suffix.lower()
+    if s in (".jpg", ".jpeg", ".jpe"):
+        return [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    if s == ".webp":
+        return [cv2.IMWRITE_WEBP_QUALITY, WEBP_QUALITY]
+    return []
+
+
+def write_rgb(path: Path, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> None:
+    """Encode by extension and write atomically (temporary name, then rename)."""
+    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _encode_params(path.suffix, jpeg_quality))
+    if not ok:
+        raise OSError(f"OpenCV could not encode {path.suffix}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_bytes(buf.tobytes())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _clean(text: str) -> str:
+    return " ".join(str(text).split())  # no tabs or newlines inside a TSV field
+
+
+def write_status(results: Sequence[Result], path) -> Path:
+    """One row per input: ``input status output width height reason`` (tab-separated, atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lines = ["\t".join(STATUS_COLUMNS)]
+    for r in results:
+        lines.append("\t".join(_clean(v) for v in (r.input, r.status, r.output or "", r.width, r.height, r.reason)))
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def collect_inputs(paths: Sequence[str | Path], recursive: bool = False,
+                   exclude: Sequence[str | Path] = ()) -> list[tuple[Path, PurePath]]:
+    """Files and folders -> (file, name to keep) pairs, in a stable order.
+
+    A file named on the command line is always tried (and keeps its bare name); a folder
+    contributes the files with an image extension (``imread.IMAGE_EXTENSIONS``), named
+    relative to that folder, descending into sub-folders when ``recursive``. Hidden files and
+    anything under ``exclude`` (e.g. the output folder) are skipped. A path that does not exist
+    is returned too, so that it is reported as failed rather than silently dropped.
+    """
+    excluded = [Path(e).resolve() for e in exclude]
+
+    def is_excluded(p: Path) -> bool:
+        rp = p.resolve()
+        return any(rp == e or e in rp.parents for e in excluded)
+
+    items: list[tuple[Path, PurePath]] = []
+    for raw in paths:
+        p = Path(raw)
+        if not p.is_dir():
+            items.append((p, PurePath(p.name)))
+            continue
+        pattern = "**/*" if recursive else "*"
+        found = [
+            f for f in p.glob(pattern)
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS
+            and not any(part.startswith(".") for part in f.relative_to(p).parts)
+            and not is_excluded(f)
+        ]
+        items.extend((f, PurePath(f.relative_to(p).as_posix())) for f in sorted(found))
+    return items
+
+
+@dataclass
+class _Decoded:
+    L_full: np.ndarray  # (H, W) float32, 0..100
+    L_work: np.ndarray  # (S, S) float32, normalised
+
+
+def _decode(path: Path, size: int, max_pixels: int | None) -> _Decoded:
+    L = rgb_to_lab(read_rgb(path, max_pixels=max_pixels))[..., 0]
+    return _Decoded(np.ascontiguousarray(L), working_l(L, size))
+
+
+def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quality: int) -> Result:
+    h, w = L_full.shape
+    try:
+        write_rgb(dst, recombine(L_full, ab), jpeg_quality)
+    except Exception as e:  # a full disk or a bad path costs this file, not the run
+        return Result(str(src), None, "failed", f"cannot write {dst}: {e}", w, h)
+    return Result(str(src), str(dst), "ok", "", w, h)
+
+
+def colorize_files(
+    model: torch.nn.Module,
+    inputs: Sequence[Path | str | tuple[Path | str, str | PurePath]],
+    output_dir,
+    *,
+    root=None,
+    size: int = DEFAULT_SIZE,
+    batch_size: int = 16,
+    workers: int = 4,
+    progress: bool = True,
+    status_path=None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    jpeg_quality: int = JPEG_QUALITY,
+) -> list[Result]:
+    """Colorize image files into ``output_dir``, keeping their relative names; never stops on a bad file.
+
+    ``inputs`` are paths, or (path, relative output name) pairs as ``collect_inputs`` makes.
+    A plain path is named relative to ``root`` when given (it must lie under it), else by its
+    file name. Outputs keep the input's extension when OpenCV can write it (JPEG at
+    ``jpeg_quality``), else become .png. Two inputs that would write the same output are an
+    error for the second, never a silent overwrite. Returns one ``Result`` per input, in input
+    order, and writes them to ``status_path`` (default ``output_dir/status.tsv``; a Snakemake
+    rule whose output is the folder should put it beside the folder).
+    """
+    model.eval()
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    status_path = Path(status_path) if status_path is not None else output_dir / "status.tsv"
+    workers = max(1, int(workers))
+
+    results: list[Result | Future | None] = [None] * len(inputs)
+    jobs: list[tuple[int, Path, Path]] = []  # (index, source, destination)
+    claimed: dict[PurePath, str] = {}
+    for i, item in enumerate(inputs):
+        if isinstance(item, tuple):
+            src, rel = Path(item[0]), PurePath(item[1])
+        else:
+            src = Path(item)
+            if root is not None:
+                try:
+                    rel = PurePath(src.resolve().relative_to(Path(root).resolve()).as_posix())
+                except ValueError:
+                    results[i] = Result(str(src), None, "failed", f"not under the input root {root}")
+                    continue
+            else:
+                rel = PurePath(src.name)
+        out_rel = output_relpath(rel)
+        key = PurePath(out_rel.as_posix().lower())  # case-insensitive file systems clash too
+        if key in claimed:
+            results[i] = Result(str(src), None, "failed", f"output {out_rel} would overwrite the one from {claimed[key]}")
+            continue
+        claimed[key] = str(src)
+        jobs.append((i, src, output_dir / out_rel))
+
+    bar = tqdm(total=len(inputs), unit="img", disable=not progress, desc="colorize")
+    bar.update(sum(r is not None for r in results))
+    prefetch = batch_size + 2 * workers  # decoded images in flight (full-size L: 4 bytes/pixel)
+    max_writes = 2 * workers
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as decoders, \
+            ThreadPoolExecutor(workers, thread_name_prefix="encode") as encoders:
+        pending: deque[tuple[int, Path, Path, Future]] = deque()
+        writes: set[Future] = set()
+        todo = iter(jobs)
+
+        def refill() -> None:
+            while len(pending) < prefetch:
+                job = next(todo, None)
+                if job is None:
+                    return
+                pending.append((*job, decoders.submit(_decode, job[1], size, max_pixels)))
+
+        def drain(limit: int) -> None:
+            nonlocal writes
+            while len(writes) > limit:
+                done, writes = wait(writes, return_when=FIRST_COMPLETED)
+                bar.update(len(done))
+
+        def run_batch(batch: list[tuple[int, Path, Path, _Decoded]]) -> None:
+            try:
+                ab = predict_ab(model, np.stack([d.L_work for *_, d in batch]))
+            except Exception as e:  # e.g. CUDA out of memory: these files fail, the run goes on
+                log.exception("model failed on a batch of %d", len(batch))
+                for i, src, _, d in batch:
+                    h, w = d.L_full.shape
+                    results[i] = Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h)
+                bar.update(len(batch))
+                return
+            for (i, src, dst, d), a in zip(batch, ab):
+                fut = encoders.submit(_encode, src, dst, d.L_full, a, jpeg_quality)
+                results[i] = fut
+                writes.add(fut)
+            drain(max_writes)
+
+        batch: list[tuple[int, Path, Path, _Decoded]] = []
+        refill()
+        while pending:
+            i, src, dst, fut = pending.popleft()
+            refill()
+            try:
+                batch.append((i, src, dst, fut.result()))
+            except ImageDecodeError as e:
+                results[i] = Result(str(src), None, "failed", e.reason)
+                bar.update(1)
+            except Exception as e:  # anything unexpected in one file is that file's problem
+                results[i] = Result(str(src), None, "failed", f"{type(e).__name__}: {e}")
+                bar.update(1)
+            if len(batch) == batch_size:
+                run_batch(batch)
+                batch = []
+        if batch:
+            run_batch(batch)
+        drain(0)
+    bar.close()
+
+    final = [r.result() if isinstance(r, Future) else r for r in results]
+    write_status(final, status_path)
+    n_bad = sum(not r.ok for r in final)
+    log.info("colorized %d of %d images into %s (%d failed; status: %s)",
+             len(final) - n_bad, len(final), output_dir, n_bad, status_path)
+    return final

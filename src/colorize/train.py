@@ -1,0 +1,430 @@
+"""Train a colorization model on Lab shards, with per-epoch checkpoints and resume.
+
+``train(model_cfg, train_cfg, train_shards, val_shards, out_dir)`` writes to ``out_dir``:
+
+===================  =====================================================================
+``checkpoint.pt``    after every epoch (atomically): weights, optimiser, history; resume point
+``best.pt``          the weights of the epoch with the best validation PSNR (no optimiser)
+``history.tsv``      one row per epoch: epoch, train_loss, val_loss, val_psnr, images_per_s, seconds
+``loss_curve.png``   train and validation loss per epoch, validation PSNR on a second axis
+===================  =====================================================================
+
+A checkpoint is a plain dict (see ``FORMAT_VERSION``) holding only tensors and Python
+values, so ``torch.load(path, weights_only=True)`` reads it. If ``checkpoint.pt`` exists
+with the same model config, training continues after its epoch; with another config it
+starts over (with a warning). Every epoch reseeds from ``(seed, epoch)``, so a resumed run
+follows the same path as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from . import __version__
+from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
+from .data import iterate_batches, make_dataset
+from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
+from .models import ModelConfig, build_model, count_parameters
+
+log = logging.getLogger("colorize.train")
+
+FORMAT_VERSION = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+BEST_NAME = "best.pt"
+HISTORY_NAME = "history.tsv"
+CURVE_NAME = "loss_curve.png"
+HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_psnr", "images_per_s", "seconds")
+PSNR_CAP = 100.0  # dB, for an image predicted exactly (infinite PSNR would swamp the mean)
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 200  # passes over the training shards (the seed trained 200 epochs)
+    batch_size: int = 16  # images per optimiser step
+    lr: float = 1e-3  # Adam learning rate (Keras' Adam default, as the seed)
+    weight_decay: float = 0.0  # Adam L2 penalty; 0 = none, as the seed
+    crop_size: int = 0  # train on random crops of this size; 0 = the stored image size
+    flip: bool = True  # random left-right flips in training (the seed's augmentation)
+    num_workers: int = 2  # DataLoader worker processes reading shards; 0 = read in the main process
+    in_memory: bool = False  # load all shards once (onto the GPU when training there) instead of streaming
+    seed: int = 0  # seeds weights, shuffling and augmentation
+    log_interval: int = 50  # log the running training loss every this many steps; 0 = only per epoch
+    patience: int = 0  # stop after this many epochs without a better validation PSNR; 0 = never stop early
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_settings(settings: dict, model_name: str = "?") -> tuple[ModelConfig, TrainConfig]:
+    """Split one ``models: {name: {...}}`` config entry into its ModelConfig and TrainConfig.
+
+    Keys are assigned by field name; a key that is neither is an error naming key and model.
+    """
+    model_keys = {f.name for f in fields(ModelConfig)}
+    train_keys = {f.name for f in fields(TrainConfig)}
+    assert not model_keys & train_keys, f"ModelConfig and TrainConfig share fields {model_keys & train_keys}"
+    unknown = sorted(set(settings) - model_keys - train_keys)
+    if unknown:
+        raise ValueError(
+            f"model {model_name!r}: unknown setting(s) {unknown}; "
+            f"model settings: {sorted(model_keys)}; training settings: {sorted(train_keys)}"
+        )
+    model_cfg = ModelConfig(**{k: v for k, v in settings.items() if k in model_keys})
+    train_cfg = TrainConfig(**{k: v for k, v in settings.items() if k in train_keys})
+    return model_cfg, train_cfg
+
+
+def loss_for(model_cfg: ModelConfig):
+    """The training loss ``f(raw_output, ab_norm) -> scalar`` for a model's head."""
+    if model_cfg.loss == "mse":
+        return lambda out, ab_norm: F.mse_loss(out.float(), ab_norm)
+    raise ValueError(f"unknown loss {model_cfg.loss!r}; choose mse")
+
+
+# --- checkpoints -----------------------------------------------------------------------------
+
+
+def _atomic_torch_save(obj: dict, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _checkpoint(model, optimizer, model_cfg, train_cfg, epoch, best_val_psnr, history) -> dict:
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "epoch": epoch,  # last completed epoch (1-based)
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "best_val_psnr": best_val_psnr,  # None until a validation PSNR exists
+        "history": [dict(row) for row in history],
+    }
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {ckpt.get('format_version')!r}, expected {FORMAT_VERSION}")
+    model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    model.eval()
+    return model, ckpt
+
+
+def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict | None:
+    """The checkpoint to continue from, or None (absent, unreadable or another model config)."""
+    if not path.exists():
+        return None
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        log.warning("cannot read %s (%s); starting over", path, exc)
+        return None
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        log.warning("%s has format %r, not %d; starting over", path, ckpt.get("format_version"), FORMAT_VERSION)
+        return None
+    if ckpt["model_config"] != model_cfg.to_dict():
+        log.warning(
+            "%s was trained with model config %s, now %s; starting over",
+            path,
+            ckpt["model_config"],
+            model_cfg.to_dict(),
+        )
+        return None
+    changed = {
+        k: (ckpt["train_config"].get(k), v) for k, v in train_cfg.to_dict().items() if ckpt["train_config"].get(k) != v
+    }
+    if changed:
+        log.info("resuming with changed training settings (old, new): %s", changed)
+    return ckpt
+
+
+# --- history, curve --------------------------------------------------------------------------
+
+
+def _fmt(v) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return ""
+    return f"{v:.6g}" if isinstance(v, float) else str(v)
+
+
+def write_history(history: list[dict], path: Path) -> None:
+    """TSV with ``HISTORY_COLUMNS``; a missing value (no validation images) is an empty field."""
+    tmp = path.with_name(path.name + ".tmp")
+    lines = ["\t".join(HISTORY_COLUMNS)] + ["\t".join(_fmt(row.get(c)) for c in HISTORY_COLUMNS) for row in history]
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def plot_history(history: list[dict], path: Path, title: str = "") -> None:
+    """Loss per epoch (train, validation) and validation PSNR on a second axis, as a PNG."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    def column(name):
+        return [np.nan if row.get(name) is None else row[name] for row in history]
+
+    epochs = column("epoch")
+    fig = Figure(figsize=(7, 4), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    ax.plot(epochs, column("train_loss"), "o-", ms=3, label="train loss")
+    ax.plot(epochs, column("val_loss"), "s-", ms=3, label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(epochs, column("val_psnr"), "^-", ms=3, color="tab:green", label="validation PSNR")
+    ax2.set_ylabel("validation PSNR (dB, RGB)")
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize="small")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp)
+    os.replace(tmp, path)
+
+
+# --- one epoch -------------------------------------------------------------------------------
+
+
+def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_interval, progress, total_steps):
+    """One pass over ``batches``; returns (mean loss per image, number of images)."""
+    model.train()
+    loss_sum, n_images = 0.0, 0
+    bar = tqdm(batches, total=total_steps, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+    t0 = time.perf_counter()
+    for step, (L, ab) in enumerate(bar, start=1):
+        L = to_device_format(L, device, non_blocking=True)
+        ab = to_device_format(ab, device, non_blocking=True)
+        with autocast(device):
+            out = model(L)
+        loss = loss_fn(out, ab)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            raise FloatingPointError(f"training loss is {loss_value} at epoch {epoch} step {step}")
+        loss_sum += loss_value * len(L)
+        n_images += len(L)
+        bar.set_postfix(loss=f"{loss_sum / n_images:.4g}")
+        if log_interval and step % log_interval == 0:
+            log.info(
+                "epoch %d step %d: loss %.5g, %.1f images/s",
+                epoch,
+                step,
+                loss_sum / n_images,
+                n_images / (time.perf_counter() - t0),
+            )
+    bar.close()
+    return (loss_sum / n_images if n_images else math.nan), n_images
+
+
+def psnr_rgb8(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) between two uint8 RGB images, capped at ``PSNR_CAP``."""
+    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 / mse))
+
+
+@torch.inference_mode()
+def evaluate(model, loss_fn, batches, device) -> tuple[float, float, int]:
+    """(mean loss, mean per-image RGB PSNR, images) over ``batches``; NaNs when there are none.
+
+    PSNR compares the 8-bit RGB of (true L, predicted ab) with that of (true L, true ab), so
+    it is in the units a viewer sees and comparable across models and losses.
+    """
+    model.eval()
+    loss_sum, psnr_sum, n = 0.0, 0.0, 0
+    for L, ab in batches:
+        L = to_device_format(L, device, non_blocking=True)
+        ab = to_device_format(ab, device, non_blocking=True)
+        with autocast(device):
+            out = model(L)
+        loss_sum += loss_fn(out, ab).item() * len(L)
+        pred = denormalize_ab(model.ab_from_output(out).float()).cpu().numpy()
+        true = denormalize_ab(ab.float()).cpu().numpy()
+        lightness = denormalize_l(L.float()[:, 0]).cpu().numpy()
+        for Li, pi, ti in zip(lightness, pred, true):
+            psnr_sum += psnr_rgb8(lab_to_rgb(Li, pi), lab_to_rgb(Li, ti))
+        n += len(L)
+    if n == 0:
+        return math.nan, math.nan, 0
+    return loss_sum / n, psnr_sum / n, n
+
+
+def _epochs_without_improvement(history: list[dict]) -> int:
+    """Epochs since the best validation PSNR (0 when the last epoch is the best or there is none)."""
+    psnrs = [row["val_psnr"] for row in history if row.get("val_psnr") is not None]
+    if not psnrs:
+        return 0
+    return len(psnrs) - 1 - int(np.argmax(psnrs))
+
+
+# --- the loop --------------------------------------------------------------------------------
+
+
+def train(
+    model_cfg: ModelConfig,
+    train_cfg: TrainConfig,
+    train_shards: list[Path],
+    val_shards: list[Path],
+    out_dir: Path,
+    *,
+    progress: bool = True,
+    device: str | torch.device | None = None,
+) -> dict:
+    """Train (or resume training) and write checkpoints, history and curve to ``out_dir``; returns a summary.
+
+    ``device``: ``None``/``"auto"`` picks CUDA when it works, else CPU (see ``device.pick_device``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint_path, best_path = out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
+    history_path, curve_path = out_dir / HISTORY_NAME, out_dir / CURVE_NAME
+    cfg = train_cfg
+    device = pick_device(device)
+    configure_backends(device)
+
+    # Model and optimiser, fresh or from the last checkpoint.
+    seed_everything(cfg.seed)
+    model = to_device_format(build_model(model_cfg), device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = loss_for(model_cfg)
+    history: list[dict] = []
+    best_val_psnr = None
+    start_epoch = 1
+    resumed = _resume_state(checkpoint_path, model_cfg, cfg)
+    if resumed is not None:
+        model.load_state_dict(resumed["model"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        for group in optimizer.param_groups:  # a changed lr / weight decay in the config wins
+            group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
+        history = resumed["history"]
+        best_val_psnr = resumed["best_val_psnr"]
+        start_epoch = resumed["epoch"] + 1
+        log.info("resuming from %s: epoch %d done, continuing at epoch %d", checkpoint_path, resumed["epoch"], start_epoch)
+    elif checkpoint_path.exists():
+        checkpoint_path.unlink()
+        best_path.unlink(missing_ok=True)
+
+    # Data: streamed from shards (or resident in memory), reseeded per epoch.
+    data_device = device if cfg.in_memory else "cpu"
+    train_data = make_dataset(
+        train_shards, crop_size=cfg.crop_size, train=True, flip=cfg.flip, seed=cfg.seed,
+        in_memory=cfg.in_memory, device=data_device,
+    )  # fmt: skip
+    val_data = make_dataset(val_shards, crop_size=None, train=False, in_memory=cfg.in_memory, device=data_device)
+    if len(train_data) == 0:
+        raise ValueError(f"no training images in {len(train_shards)} shard(s)")
+    workers = 0 if cfg.in_memory else min(cfg.num_workers, len(train_shards))
+    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    log.info(
+        "model %s (%d parameters) on %s; %d training images (%dpx samples), %d validation images; "
+        "epochs %d..%d, batch %d, %d steps/epoch, %d workers",
+        model_cfg.arch, count_parameters(model), device, len(train_data), train_data.sample_size or 0,
+        len(val_data), start_epoch, cfg.epochs, cfg.batch_size, steps_per_epoch, workers,
+    )  # fmt: skip
+    if len(val_data) == 0:
+        log.warning("no validation images: val_loss and val_psnr stay empty; best.pt follows the last epoch")
+    pin = device.type == "cuda" and not cfg.in_memory
+
+    t_start = time.perf_counter()
+    stopped_early = False
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        if cfg.patience and _epochs_without_improvement(history) >= cfg.patience:
+            log.info("early stop: no better validation PSNR for %d epochs", cfg.patience)
+            stopped_early = True
+            break
+        t0 = time.perf_counter()
+        seed_everything(cfg.seed, epoch)
+        train_data.set_epoch(epoch)
+
+        batches = iterate_batches(train_data, cfg.batch_size, num_workers=workers, pin_memory=pin)
+        train_loss, n_images = _train_one_epoch(
+            model, optimizer, loss_fn, batches, device,
+            epoch=epoch, log_interval=cfg.log_interval, progress=progress, total_steps=steps_per_epoch,
+        )  # fmt: skip
+        train_seconds = time.perf_counter() - t0
+
+        val_batches = iterate_batches(val_data, cfg.batch_size, num_workers=0, pin_memory=pin)
+        val_loss, val_psnr, _ = evaluate(model, loss_fn, val_batches, device)
+
+        improved = math.isnan(val_psnr) or best_val_psnr is None or val_psnr > best_val_psnr
+        if not math.isnan(val_psnr) and improved:
+            best_val_psnr = val_psnr
+        history.append(
+            {
+                "epoch": epoch,
+                "train_loss": train_loss,
+                "val_loss": None if math.isnan(val_loss) else val_loss,
+                "val_psnr": None if math.isnan(val_psnr) else val_psnr,
+                "images_per_s": n_images / train_seconds,
+                "seconds": time.perf_counter() - t0,  # training and validation, not saving
+            }
+        )
+        ckpt = _checkpoint(model, optimizer, model_cfg, cfg, epoch, best_val_psnr, history)
+        _atomic_torch_save(ckpt, checkpoint_path)
+        if improved:
+            ckpt["optimizer"] = None
+            _atomic_torch_save(ckpt, best_path)
+        write_history(history, history_path)
+        plot_history(history, curve_path, title=model_cfg.arch)
+        log.info(
+            "epoch %d/%d: train loss %.5g, val loss %s, val PSNR %s dB%s, %.1f images/s, %.1f s",
+            epoch, cfg.epochs, train_loss, _fmt(history[-1]["val_loss"]), _fmt(history[-1]["val_psnr"]),
+            " (best)" if improved and not math.isnan(val_psnr) else "", history[-1]["images_per_s"],
+            history[-1]["seconds"],
+        )  # fmt: skip
+
+    # Outputs also exist when there was nothing left to train (e.g. resumed after the last epoch).
+    write_history(history, history_path)
+    plot_history(history, curve_path, title=model_cfg.arch)
+    last = history[-1] if history else {}
+    return {
+        "device": str(device),
+        "parameters": count_parameters(model),
+        "train_images": len(train_data),
+        "val_images": len(val_data),
+        "resumed_from_epoch": start_epoch - 1 if resumed is not None else None,
+        "epochs_completed": int(last.get("epoch", 0)),
+        "stopped_early": stopped_early,
+        "train_loss": last.get("train_loss"),
+        "val_loss": last.get("val_loss"),
+        "val_psnr": last.get("val_psnr"),
+        "best_val_psnr": best_val_psnr,
+        "seconds": time.perf_counter() - t_start,
+        "checkpoint": str(checkpoint_path),
+        "best": str(best_path),
+        "history": str(history_path),
+        "curve": str(curve_path),
+    }

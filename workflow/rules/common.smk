@@ -1,0 +1,97 @@
+# Config validation, wildcard constraints and the input functions the rules share.
+import os
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+
+wildcard_constraints:
+    dataset=r"[A-Za-z0-9_.-]+",
+    split="train|val|test",
+    shard=r"\d{3}",
+
+
+DATASET = config["dataset"]["name"]
+SOURCE = config["dataset"]["source"]
+SPLITS = ["train", "val", "test"]
+
+
+def is_remote(source):
+    return source.startswith(("http://", "https://"))
+
+
+def is_local_folder(source):
+    return source != "builtin" and not is_remote(source)
+
+
+if (
+    config["split"]["val_fraction"] + config["split"]["test_fraction"] >= 1.0
+):
+    raise WorkflowError(
+        "config: split.val_fraction + split.test_fraction must be below 1 "
+        f"(got {config['split']['val_fraction']} + {config['split']['test_fraction']})"
+    )
+if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
+    raise WorkflowError(
+        f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
+        "or an existing folder"
+    )
+
+
+def raw_root(wildcards):
+    """The folder that holds the dataset's raw images."""
+    if is_local_folder(SOURCE):
+        return os.path.abspath(SOURCE)
+    return f"resources/{wildcards.dataset}/raw"
+
+
+def scan_inputs(wildcards):
+    """A local folder's files (so adding one reruns the scan), else the fetched folder."""
+    if is_local_folder(SOURCE):
+        from colorize.manifest import list_files
+
+        root = raw_root(wildcards)
+        return [os.path.join(root, r) for r in list_files(root)]
+    return [f"resources/{wildcards.dataset}/raw"]
+
+
+def shard_images(wildcards):
+    """The raw files of one shard, read from the scan: a shard's job reruns when its own
+    files change (added, removed, modified), not when another shard's do."""
+    from colorize.manifest import read_tsv, shard_rows
+
+    scan_tsv = checkpoints.scan.get(dataset=wildcards.dataset).output.tsv
+    root = raw_root(wildcards)
+    rows = shard_rows(read_tsv(scan_tsv), wildcards.split, wildcards.shard)
+    return [os.path.join(root, r["relpath"]) for r in rows]
+
+
+def shard_files(dataset, split, ext="h5"):
+    n = config["shards"][split]
+    return [f"results/{dataset}/shards/{split}-{i:03d}.{ext}" for i in range(n)]
+
+
+def all_shard_status(wildcards):
+    return [f for s in SPLITS for f in shard_files(wildcards.dataset, s, "tsv")]
+
+
+def preprocess_params():
+    return {
+        "image_size": config["image_size"],
+        "resize_policy": config["resize_policy"],
+        "max_pixels": config["max_pixels"],
+        "min_side": config["min_side"],
+        "gray_chroma_threshold": config["gray_chroma_threshold"],
+        "compression": config["shard_compression"],
+    }
+
+
+def all_targets():
+    return [
+        f"results/{DATASET}/manifest.tsv",
+        f"results/{DATASET}/summary.tsv",
+    ]

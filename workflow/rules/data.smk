@@ -1,0 +1,80 @@
+# Stages 1-3: acquire the raw photos, scan them into a manifest, and build Lab HDF5 shards.
+
+
+rule fetch:
+    """Copy the built-in photos, or download (and safely extract) a URL source."""
+    output:
+        raw=directory("resources/{dataset}/raw"),
+        log_tsv="results/{dataset}/download.tsv",
+    params:
+        source=SOURCE,
+        sha256=config["dataset"]["sha256"],
+    log:
+        "results/{dataset}/logs/fetch.log",
+    script:
+        "../scripts/fetch.py"
+
+
+checkpoint scan:
+    """One manifest row for every input file: bytes, sha256, size, split, shard, status."""
+    input:
+        scan_inputs,
+    output:
+        tsv="results/{dataset}/scan.tsv",
+    params:
+        root=raw_root,
+        split=config["split"],
+        shards=config["shards"],
+        max_pixels=config["max_pixels"],
+        min_side=config["min_side"],
+    threads: 4
+    log:
+        "results/{dataset}/logs/scan.log",
+    benchmark:
+        "results/{dataset}/benchmarks/scan.tsv"
+    script:
+        "../scripts/scan.py"
+
+
+rule shard:
+    """Decode, resize and convert one shard's images to Lab, into one HDF5 file."""
+    input:
+        # ancient: a rescan that leaves this shard's files alone does not rebuild it.
+        scan=ancient("results/{dataset}/scan.tsv"),
+        images=shard_images,
+    output:
+        h5="results/{dataset}/shards/{split}-{shard}.h5",
+        status="results/{dataset}/shards/{split}-{shard}.tsv",
+    params:
+        root=raw_root,
+        preprocess=preprocess_params(),
+    resources:
+        mem_mb=1000,
+    log:
+        "results/{dataset}/logs/shard/{split}-{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/shard/{split}-{shard}.tsv"
+    script:
+        "../scripts/shard.py"
+
+
+rule manifest:
+    """Fold the shards' decode statuses into the manifest; count per split and reason."""
+    input:
+        scan="results/{dataset}/scan.tsv",
+        status=all_shard_status,
+    output:
+        manifest=report(
+            "results/{dataset}/manifest.tsv",
+            caption="../report/manifest.rst",
+            category="Data",
+        ),
+        summary=report(
+            "results/{dataset}/summary.tsv",
+            caption="../report/summary.rst",
+            category="Data",
+        ),
+    log:
+        "results/{dataset}/logs/manifest.log",
+    script:
+        "../scripts/manifest.py"

@@ -1,0 +1,11 @@
+"""Stages 2-3 for one shard: decode, resize, Lab, HDF5."""
+
+from colorize.logs import snakemake_log
+from colorize.manifest import read_tsv, shard_rows
+from colorize.preprocess import PreprocessConfig, build_shard
+
+snakemake_log(snakemake)
+wc = snakemake.wildcards
+rows = shard_rows(read_tsv(snakemake.input.scan), wc.split, wc.shard)
+build_shard(rows, snakemake.params.root, snakemake.output.h5, snakemake.output.status, wc.split,
+            PreprocessConfig(**snakemake.params.preprocess))
