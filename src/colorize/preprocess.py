@@ -30,7 +30,7 @@ class PreprocessConfig:
     max_pixels: int = 100_000_000  # decompression-bomb guard, checked on the header before decoding
     min_side: int = 32  # images with a shorter side below this are excluded as too small
     gray_chroma_threshold: float = 3.0  # mean Lab chroma below this: "grayscale", no colour to learn
-    compression: str = "lzf"  # shard compression: none, lzf or gzip (benchmarks/shard_compression.py)
+    compression: str = "none"  # none (fastest), lzf or gzip (benchmarks/shard_compression.py)
 
 
 def _needed_side(h: int, w: int, size: int, policy: str) -> int:

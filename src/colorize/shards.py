@@ -53,7 +53,7 @@ class ShardWriter:
     half-written shard under the final name.
     """
 
-    def __init__(self, path, image_size: int, split: str, compression: str = "lzf"):
+    def __init__(self, path, image_size: int, split: str, compression: str = "none"):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)

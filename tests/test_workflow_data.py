@@ -1,0 +1,44 @@
+"""End-to-end: the real Snakemake workflow's data stages on a tiny generated folder."""
+
+from __future__ import annotations
+
+import h5py
+import pytest
+
+from colorize.manifest import read_tsv
+from workflow_utils import planned_jobs, snakemake, tiny_config, write_config
+
+pytestmark = pytest.mark.slow
+
+
+def test_data_stages_end_to_end(photo_dir, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, tiny_config(photo_dir))
+    snakemake(work, "results/tiny/summary.tsv")
+    manifest = read_tsv(work / "results/tiny/manifest.tsv")
+    files = sorted(p.relative_to(photo_dir).as_posix() for p in photo_dir.rglob("*") if p.is_file())
+    assert sorted(r["relpath"] for r in manifest) == files  # one row for EVERY input file
+    ok = {r["relpath"] for r in manifest if r["status"] == "ok"}
+    assert len(ok) == 12  # 6 plain + 6 odd encodings; bad files and the duplicate are out
+    in_shards = set()
+    for h5 in (work / "results/tiny/shards").glob("*.h5"):
+        with h5py.File(h5) as f:
+            assert f["L"].shape[1:] == (32, 32) and f["ab"].shape[1:] == (2, 32, 32)
+            assert f["L"].chunks == (1, 32, 32)
+            in_shards |= {s.decode() for s in f["relpath"][...]}
+    assert in_shards == ok
+    assert planned_jobs(work, "results/tiny/summary.tsv") == {}
+
+
+def test_bad_config_value_fails_before_any_job_naming_the_key(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, tiny_config("builtin", resize_policy="squash"))
+    proc = snakemake(work, "--dry-run", check=False)
+    assert proc.returncode != 0
+    out = proc.stdout + proc.stderr
+    assert "resize_policy" in out and "squash" in out
+    write_config(work, tiny_config(tmp_path / "no-such-folder"))
+    proc = snakemake(work, "--dry-run", check=False)
+    assert proc.returncode != 0 and "dataset.source" in proc.stdout + proc.stderr
