@@ -55,6 +55,9 @@ class UnsafeArchiveError(ArchiveError):
         where = f"member {member!r}: " if member is not None else ""
         super().__init__(f"refusing to extract {self.archive}: {where}{reason}")
 
+    def __reduce__(self):  # pickle by the constructor's arguments (process pools)
+        return type(self), (self.archive, self.member, self.reason)
+
 
 def archive_format(name) -> str | None:
     """``"zip"`` or ``"tar"`` from a file name's suffix, or None if it names no archive."""

@@ -13,6 +13,7 @@ wildcard_constraints:
     dataset=r"[A-Za-z0-9_.-]+",
     split="train|val|test",
     shard=r"\d{3}",
+    model=r"[A-Za-z0-9_.-]+",
 
 
 DATASET = config["dataset"]["name"]
@@ -28,12 +29,17 @@ def is_local_folder(source):
     return source != "builtin" and not is_remote(source)
 
 
-if (
-    config["split"]["val_fraction"] + config["split"]["test_fraction"] >= 1.0
-):
+if config["split"]["val_fraction"] + config["split"]["test_fraction"] >= 1.0:
     raise WorkflowError(
         "config: split.val_fraction + split.test_fraction must be below 1 "
         f"(got {config['split']['val_fraction']} + {config['split']['test_fraction']})"
+    )
+if (
+    config["colorize"]["input_dir"]
+    and not Path(config["colorize"]["input_dir"]).is_dir()
+):
+    raise WorkflowError(
+        f"config: colorize.input_dir {config['colorize']['input_dir']!r} is not an existing folder"
     )
 if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
     raise WorkflowError(
@@ -90,8 +96,22 @@ def preprocess_params():
     }
 
 
+def model_settings(wildcards):
+    """One `models:` entry: architecture and training settings (a change retrains only it)."""
+    return config["models"][wildcards.model]
+
+
 def all_targets():
-    return [
+    targets = [
         f"results/{DATASET}/manifest.tsv",
         f"results/{DATASET}/summary.tsv",
     ]
+    for model in config["models"]:
+        targets += [
+            f"results/{DATASET}/models/{model}/checkpoint.pt",
+            f"results/{DATASET}/eval/{model}/summary.tsv",
+            f"results/{DATASET}/eval/{model}/grid.png",
+        ]
+        if config["colorize"]["input_dir"]:
+            targets.append(f"results/{DATASET}/colorized/{model}/status.tsv")
+    return targets

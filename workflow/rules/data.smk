@@ -9,6 +9,8 @@ rule fetch:
     params:
         source=SOURCE,
         sha256=config["dataset"]["sha256"],
+    conda:
+        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/fetch.log",
     script:
@@ -28,6 +30,8 @@ checkpoint scan:
         max_pixels=config["max_pixels"],
         min_side=config["min_side"],
     threads: 4
+    conda:
+        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/scan.log",
     benchmark:
@@ -50,6 +54,8 @@ rule shard:
         preprocess=preprocess_params(),
     resources:
         mem_mb=1000,
+    conda:
+        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/shard/{split}-{shard}.log",
     benchmark:
@@ -74,6 +80,8 @@ rule manifest:
             caption="../report/summary.rst",
             category="Data",
         ),
+    conda:
+        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/manifest.log",
     script:

@@ -1,0 +1,83 @@
+# Stage 5-6: batch inference, evaluation against the gray baseline, grids and colorized photos.
+
+
+rule evaluate:
+    """Per-image metrics of the model and of the gray baseline (ab = 0) on the test split."""
+    input:
+        checkpoint="results/{dataset}/models/{model}/best.pt",
+        test=lambda wc: shard_files(wc.dataset, "test"),
+    output:
+        per_image=report(
+            "results/{dataset}/eval/{model}/per_image.tsv",
+            caption="../report/per_image.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+        summary=report(
+            "results/{dataset}/eval/{model}/summary.tsv",
+            caption="../report/eval_summary.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/evaluate/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate/{model}.tsv"
+    script:
+        "../scripts/evaluate.py"
+
+
+rule grid:
+    """Grayscale | Predicted | Ground truth on test images: what a person looks at first."""
+    input:
+        checkpoint="results/{dataset}/models/{model}/best.pt",
+        test=lambda wc: shard_files(wc.dataset, "test"),
+    output:
+        png=report(
+            "results/{dataset}/eval/{model}/grid.png",
+            caption="../report/grid.rst",
+            category="Evaluation",
+            subcategory="{model}",
+        ),
+    params:
+        n_rows=config["report"]["grid_rows"],
+    threads: 1
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/grid/{model}.log",
+    script:
+        "../scripts/grid.py"
+
+
+rule colorize_folder:
+    """Colorize every photo of the configured folder at full resolution, keeping names."""
+    input:
+        checkpoint="results/{dataset}/models/{model}/best.pt",
+    output:
+        dir=directory("results/{dataset}/colorized/{model}/images"),
+        status="results/{dataset}/colorized/{model}/status.tsv",
+    params:
+        input_dir=config["colorize"]["input_dir"],
+        recursive=True,
+        batch_size=config["colorize"]["batch_size"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/colorize/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/colorize/{model}.tsv"
+    script:
+        "../scripts/colorize_folder.py"

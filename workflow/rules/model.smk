@@ -1,0 +1,36 @@
+# Stage 4: train one model per `models:` entry (the {model} wildcard), on a GPU when present.
+
+
+rule train:
+    """Train one model on the train shards, validating on the val shards; resumable."""
+    input:
+        train=lambda wc: shard_files(wc.dataset, "train"),
+        val=lambda wc: shard_files(wc.dataset, "val"),
+    output:
+        checkpoint="results/{dataset}/models/{model}/checkpoint.pt",
+        best="results/{dataset}/models/{model}/best.pt",
+        history="results/{dataset}/models/{model}/history.tsv",
+        curve=report(
+            "results/{dataset}/models/{model}/loss_curve.png",
+            caption="../report/loss_curve.rst",
+            category="Training",
+            subcategory="{model}",
+        ),
+    params:
+        model=model_settings,
+    threads: 4
+    resources:
+        # Portable resources; the site-specific ones (partition, account, GPU model) are set
+        # in profiles/slurm/. Locally, gpu is only counted if you pass --resources gpu=N.
+        gpu=1,
+        cpus_per_gpu=4,
+        mem_mb=16000,
+        runtime=720,
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/train/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train/{model}.tsv"
+    script:
+        "../scripts/train.py"
