@@ -120,7 +120,8 @@ def test_scan_shard_merge_summary(photo_dir, tmp_path):
         for i in range(n):
             part = shard_rows(rows, split, f"{i:03d}")
             h5, tsv = tmp_path / f"{split}-{i:03d}.h5", tmp_path / f"{split}-{i:03d}.tsv"
-            counts = build_shard(part, photo_dir, h5, tsv, split, cfg, progress=False)
+            counts = build_shard(part, [photo_dir / r["relpath"] for r in part], h5, tsv, split, cfg,
+                                 progress=False)
             assert read_shard(h5).relpath == [r["relpath"] for r in read_tsv(tsv) if r["status"] == "ok"]
             total_ok += counts["ok"]
             status_files.append(tsv)

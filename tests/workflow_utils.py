@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,16 @@ REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
+def copy_workflow(workdir: Path) -> Path:
+    """A private copy of the workflow (Snakefile, rules, scripts, profiles, envs) in ``workdir``,
+    so a test can edit a script (code-change trigger) without touching the repository."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(REPO / "Snakefile", workdir / "Snakefile")
+    for d in ("workflow", "profiles", "envs"):
+        shutil.copytree(REPO / d, workdir / d, ignore=shutil.ignore_patterns("__pycache__"))
+    return workdir
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -21,8 +32,10 @@ def write_config(workdir: Path, config: dict) -> Path:
 
 
 def snakemake(workdir: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in ``workdir`` with ``workdir/config.yaml``."""
-    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+    """Run Snakemake in ``workdir`` with ``workdir/config.yaml``: the workflow copied there by
+    ``copy_workflow`` if present, else the repository's Snakefile."""
+    snakefile = workdir / "Snakefile" if (workdir / "Snakefile").exists() else REPO / "Snakefile"
+    cmd = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
@@ -57,6 +70,12 @@ def tiny_config(source: str, **overrides) -> dict:
         "min_side": 16,
         "split": {"val_fraction": 0.25, "test_fraction": 0.25, "seed": 0},
         "shards": {"train": 2, "val": 1, "test": 1},
+        "models": {
+            "ae": {"arch": "seed_ae", "epochs": 2, "batch_size": 4, "num_workers": 0, "log_interval": 0},
+            "unet": {"arch": "unet", "base_channels": 4, "depth": 2, "epochs": 2, "batch_size": 4,
+                     "num_workers": 0, "log_interval": 0},
+        },
+        "report": {"grid_rows": 2},
     }
     for key, value in overrides.items():
         config[key] = value

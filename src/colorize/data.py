@@ -20,7 +20,9 @@ default, so that workers pick the new epoch up).
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -44,6 +46,21 @@ def shard_info(path) -> tuple[int, int]:
     if h != w:
         raise ValueError(f"{path}: images are {h}x{w}; shards hold square images")
     return int(n), int(h)
+
+
+def shards_fingerprint(paths: Sequence[str | Path]) -> str:
+    """A short hash of which images the shards hold (file names, sizes, source sha256s), in order.
+
+    Lets a resumed training check that it continues on the same data; reads no pixels.
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            n, h, w = f["L"].shape
+            digest.update(f"{Path(path).name}|{n}|{h}x{w}|".encode())
+            for s in f["sha256"][...]:
+                digest.update(s if isinstance(s, bytes) else s.encode())
+    return digest.hexdigest()[:16]
 
 
 def _check_sizes(paths: Sequence[Path], sizes: Sequence[int], crop_size: int | None) -> int | None:
@@ -175,9 +192,7 @@ class InMemoryDataset(IterableDataset):
         self.epoch = 0
         shards = [read_shard(p) for p in self.shard_paths]
         nonempty = [(p, s) for p, s in zip(self.shard_paths, shards) if len(s)]
-        self.image_size = _check_sizes(
-            [p for p, _ in nonempty], [s.L.shape[-1] for _, s in nonempty], self.crop_size
-        )
+        self.image_size = _check_sizes([p for p, _ in nonempty], [s.L.shape[-1] for _, s in nonempty], self.crop_size)
         if nonempty:
             self.L = torch.from_numpy(np.concatenate([s.L for _, s in nonempty])).to(device)
             self.ab = torch.from_numpy(np.concatenate([s.ab for _, s in nonempty])).to(device)
@@ -233,6 +248,15 @@ def make_dataset(
     if in_memory:
         return InMemoryDataset(shard_paths, crop_size=crop_size, train=train, flip=flip, seed=seed, device=device)
     return ShardDataset(shard_paths, crop_size=crop_size, train=train, flip=flip, seed=seed)
+
+
+def batches_per_epoch(dataset: ShardDataset | InMemoryDataset, batch_size: int, num_workers: int = 0) -> int:
+    """How many batches ``iterate_batches`` yields this epoch (each worker ends on its own short batch)."""
+    if isinstance(dataset, InMemoryDataset) or num_workers <= 1:
+        return math.ceil(len(dataset) / batch_size)
+    order = dataset.shard_order()
+    per_worker = [sum(dataset.counts[i] for i in order[w::num_workers]) for w in range(num_workers)]
+    return sum(math.ceil(n / batch_size) for n in per_worker)
 
 
 def iterate_batches(

@@ -81,16 +81,17 @@ def prepare_image(path, cfg: PreprocessConfig) -> np.ndarray:
     return lab
 
 
-def build_shard(rows: list[dict], root, out_h5, out_tsv, split: str, cfg: PreprocessConfig,
+def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg: PreprocessConfig,
                 progress: bool = True) -> dict:
-    """Write one shard from manifest rows (``relpath``, ``sha256``) under ``root``.
+    """Write one shard from manifest rows (``relpath``, ``sha256``) and their files ``paths``.
 
     Writes ``out_tsv`` with one row per input row: relpath, sha256, status (ok or the reason).
     Returns counts {"ok": n, "excluded": m}.
     """
     from tqdm import tqdm
 
-    root = Path(root)
+    if len(rows) != len(paths):
+        raise ValueError(f"{out_h5}: {len(rows)} manifest rows but {len(paths)} files")
     counts = {"ok": 0, "excluded": 0}
     out_tsv = Path(out_tsv)
     out_tsv.parent.mkdir(parents=True, exist_ok=True)
@@ -98,9 +99,10 @@ def build_shard(rows: list[dict], root, out_h5, out_tsv, split: str, cfg: Prepro
             open(out_tsv, "w", newline="") as fh:
         status_out = csv.writer(fh, delimiter="\t", lineterminator="\n")
         status_out.writerow(["relpath", "sha256", "status"])
-        for row in tqdm(rows, desc=f"{Path(out_h5).stem}", unit="img", disable=not progress, mininterval=1.0):
+        for row, path in tqdm(zip(rows, paths), total=len(rows), desc=Path(out_h5).stem, unit="img",
+                              disable=not progress, mininterval=1.0):
             try:
-                lab = prepare_image(root / row["relpath"], cfg)
+                lab = prepare_image(path, cfg)
             except ImageDecodeError as e:
                 log.warning("excluded %s: %s", row["relpath"], e.reason)
                 status_out.writerow([row["relpath"], row["sha256"], e.reason])

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
-from .data import iterate_batches, make_dataset
+from .data import batches_per_epoch, iterate_batches, make_dataset, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .models import ModelConfig, build_model, count_parameters
 
@@ -45,6 +45,10 @@ BEST_NAME = "best.pt"
 HISTORY_NAME = "history.tsv"
 CURVE_NAME = "loss_curve.png"
 HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_psnr", "images_per_s", "seconds")
+# Training settings that may change between a checkpoint and its resumption; any other
+# change (learning rate, batch size, crop, seed, ...) starts the training over.
+RESUMABLE_CHANGES = ("epochs", "num_workers", "in_memory", "log_interval", "patience")
+CURVE_INTERVAL_S = 30.0  # redraw loss_curve.png at most this often during training (and always at the end)
 PSNR_CAP = 100.0  # dB, for an image predicted exactly (infinite PSNR would swamp the mean)
 
 
@@ -109,12 +113,13 @@ def _atomic_torch_save(obj: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _checkpoint(model, optimizer, model_cfg, train_cfg, epoch, best_val_psnr, history) -> dict:
+def _checkpoint(model, optimizer, model_cfg, train_cfg, data, epoch, best_val_psnr, history) -> dict:
     return {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
         "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
+        "data": data,  # {"train": fingerprint, "val": fingerprint} of the shards (data.shards_fingerprint)
         "epoch": epoch,  # last completed epoch (1-based)
         "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -135,8 +140,12 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
     return model, ckpt
 
 
-def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) -> dict | None:
-    """The checkpoint to continue from, or None (absent, unreadable or another model config)."""
+def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict) -> dict | None:
+    """The checkpoint to continue from, or None: absent, unreadable, or trained otherwise.
+
+    Resuming needs the same model config, the same data and the same training settings
+    except ``RESUMABLE_CHANGES`` (so raising ``epochs`` continues a finished run).
+    """
     if not path.exists():
         return None
     try:
@@ -148,18 +157,19 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig) ->
         log.warning("%s has format %r, not %d; starting over", path, ckpt.get("format_version"), FORMAT_VERSION)
         return None
     if ckpt["model_config"] != model_cfg.to_dict():
-        log.warning(
-            "%s was trained with model config %s, now %s; starting over",
-            path,
-            ckpt["model_config"],
-            model_cfg.to_dict(),
-        )
+        log.warning("%s has model config %s, now %s; starting over", path, ckpt["model_config"], model_cfg.to_dict())
         return None
-    changed = {
-        k: (ckpt["train_config"].get(k), v) for k, v in train_cfg.to_dict().items() if ckpt["train_config"].get(k) != v
-    }
+    old, new = ckpt["train_config"], train_cfg.to_dict()
+    changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
+    blocking = {k: change for k, change in changed.items() if k not in RESUMABLE_CHANGES}
+    if blocking:
+        log.warning("%s was trained with other settings (old, new): %s; starting over", path, blocking)
+        return None
+    if ckpt.get("data") != data:
+        log.warning("%s was trained on other shards (%s, now %s); starting over", path, ckpt.get("data"), data)
+        return None
     if changed:
-        log.info("resuming with changed training settings (old, new): %s", changed)
+        log.info("resuming with changed settings (old, new): %s", changed)
     return ckpt
 
 
@@ -252,7 +262,7 @@ def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_i
 
 def psnr_rgb8(a: np.ndarray, b: np.ndarray) -> float:
     """PSNR (dB) between two uint8 RGB images, capped at ``PSNR_CAP``."""
-    mse = float(np.mean((a.astype(np.float32) - b.astype(np.float32)) ** 2))
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 / mse))
 
 
@@ -323,19 +333,22 @@ def train(
     history: list[dict] = []
     best_val_psnr = None
     start_epoch = 1
-    resumed = _resume_state(checkpoint_path, model_cfg, cfg)
+    data = {"train": shards_fingerprint(train_shards), "val": shards_fingerprint(val_shards)}
+    resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
-        for group in optimizer.param_groups:  # a changed lr / weight decay in the config wins
-            group["lr"], group["weight_decay"] = cfg.lr, cfg.weight_decay
         history = resumed["history"]
         best_val_psnr = resumed["best_val_psnr"]
         start_epoch = resumed["epoch"] + 1
-        log.info("resuming from %s: epoch %d done, continuing at epoch %d", checkpoint_path, resumed["epoch"], start_epoch)
+        log.info(
+            "resuming from %s: epoch %d done, continuing at epoch %d", checkpoint_path, resumed["epoch"], start_epoch
+        )
     elif checkpoint_path.exists():
         checkpoint_path.unlink()
         best_path.unlink(missing_ok=True)
+    if start_epoch > cfg.epochs:
+        log.info("nothing left to train: %s already holds epoch %d of %d", checkpoint_path, start_epoch - 1, cfg.epochs)
 
     # Data: streamed from shards (or resident in memory), reseeded per epoch.
     data_device = device if cfg.in_memory else "cpu"
@@ -347,10 +360,10 @@ def train(
     if len(train_data) == 0:
         raise ValueError(f"no training images in {len(train_shards)} shard(s)")
     workers = 0 if cfg.in_memory else min(cfg.num_workers, len(train_shards))
-    steps_per_epoch = math.ceil(len(train_data) / cfg.batch_size)
+    steps_per_epoch = batches_per_epoch(train_data, cfg.batch_size, workers)
     log.info(
         "model %s (%d parameters) on %s; %d training images (%dpx samples), %d validation images; "
-        "epochs %d..%d, batch %d, %d steps/epoch, %d workers",
+        "epochs %d..%d, batch %d, about %d steps/epoch, %d workers",
         model_cfg.arch, count_parameters(model), device, len(train_data), train_data.sample_size or 0,
         len(val_data), start_epoch, cfg.epochs, cfg.batch_size, steps_per_epoch, workers,
     )  # fmt: skip
@@ -358,7 +371,7 @@ def train(
         log.warning("no validation images: val_loss and val_psnr stay empty; best.pt follows the last epoch")
     pin = device.type == "cuda" and not cfg.in_memory
 
-    t_start = time.perf_counter()
+    t_start = last_plot = time.perf_counter()
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs + 1):
         if cfg.patience and _epochs_without_improvement(history) >= cfg.patience:
@@ -370,9 +383,10 @@ def train(
         train_data.set_epoch(epoch)
 
         batches = iterate_batches(train_data, cfg.batch_size, num_workers=workers, pin_memory=pin)
+        steps = batches_per_epoch(train_data, cfg.batch_size, workers)
         train_loss, n_images = _train_one_epoch(
             model, optimizer, loss_fn, batches, device,
-            epoch=epoch, log_interval=cfg.log_interval, progress=progress, total_steps=steps_per_epoch,
+            epoch=epoch, log_interval=cfg.log_interval, progress=progress, total_steps=steps,
         )  # fmt: skip
         train_seconds = time.perf_counter() - t0
 
@@ -392,13 +406,15 @@ def train(
                 "seconds": time.perf_counter() - t0,  # training and validation, not saving
             }
         )
-        ckpt = _checkpoint(model, optimizer, model_cfg, cfg, epoch, best_val_psnr, history)
+        ckpt = _checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
         _atomic_torch_save(ckpt, checkpoint_path)
         if improved:
             ckpt["optimizer"] = None
             _atomic_torch_save(ckpt, best_path)
         write_history(history, history_path)
-        plot_history(history, curve_path, title=model_cfg.arch)
+        if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
+            plot_history(history, curve_path, title=model_cfg.arch)
+            last_plot = time.perf_counter()
         log.info(
             "epoch %d/%d: train loss %.5g, val loss %s, val PSNR %s dB%s, %.1f images/s, %.1f s",
             epoch, cfg.epochs, train_loss, _fmt(history[-1]["val_loss"]), _fmt(history[-1]["val_psnr"]),

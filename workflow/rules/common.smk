@@ -51,7 +51,7 @@ if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
 def raw_root(wildcards):
     """The folder that holds the dataset's raw images."""
     if is_local_folder(SOURCE):
-        return os.path.abspath(SOURCE)
+        return SOURCE
     return f"resources/{wildcards.dataset}/raw"
 
 
@@ -66,8 +66,8 @@ def scan_inputs(wildcards):
 
 
 def shard_images(wildcards):
-    """The raw files of one shard, read from the scan: a shard's job reruns when its own
-    files change (added, removed, modified), not when another shard's do."""
+    """The raw files of one shard, in scan order, read from the scan: a shard's job reruns
+    when its own files change (added, removed, modified), not when another shard's do."""
     from colorize.manifest import read_tsv, shard_rows
 
     scan_tsv = checkpoints.scan.get(dataset=wildcards.dataset).output.tsv

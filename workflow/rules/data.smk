@@ -50,7 +50,6 @@ rule shard:
         h5="results/{dataset}/shards/{split}-{shard}.h5",
         status="results/{dataset}/shards/{split}-{shard}.tsv",
     params:
-        root=raw_root,
         preprocess=preprocess_params(),
     resources:
         mem_mb=1000,

@@ -7,5 +7,5 @@ from colorize.preprocess import PreprocessConfig, build_shard
 snakemake_log(snakemake)
 wc = snakemake.wildcards
 rows = shard_rows(read_tsv(snakemake.input.scan), wc.split, wc.shard)
-build_shard(rows, snakemake.params.root, snakemake.output.h5, snakemake.output.status, wc.split,
+build_shard(rows, snakemake.input.images, snakemake.output.h5, snakemake.output.status, wc.split,
             PreprocessConfig(**snakemake.params.preprocess))
