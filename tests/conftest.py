@@ -115,3 +115,22 @@ def photo_dir(tmp_path) -> Path:
     make_bad_images(root / "bad")
     (root / "zz_copy_of_good_01.jpg").write_bytes((root / "good_01.jpg").read_bytes())
     return root
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``slurm`` need a SLURM cluster: they run when one answers, or when
+    COLORIZE_START_SLURM=1 lets the session fixture start the local one (.ci/run sets it).
+    Otherwise they are deselected (not skipped), with a note saying how to run them."""
+    import os
+
+    slurm = [item for item in items if item.get_closest_marker("slurm")]
+    if not slurm or os.environ.get("COLORIZE_START_SLURM") == "1":
+        return
+    from slurm_cluster import sinfo_node_states
+
+    if sinfo_node_states() is not None:
+        return
+    config.hook.pytest_deselected(items=slurm)
+    items[:] = [item for item in items if not item.get_closest_marker("slurm")]
+    print(f"\n{len(slurm)} slurm test(s) deselected: no SLURM cluster answers; "
+          "run them with COLORIZE_START_SLURM=1 (starts the local cluster, needs root).")
