@@ -24,8 +24,7 @@ DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~1.2 GB of float32 Lab at fu
 
 # Extensions a folder scan treats as images (files named explicitly are always tried).
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".tif", ".tiff", ".bmp", ".dib", ".webp", ".gif",
-     ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".ico"}
+    ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico".split()
 )
 
 _HEADER_LOCK = threading.Lock()
@@ -75,6 +74,13 @@ def _to_rgb_array(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
+def _reason(fmt: str, part: str, e: Exception) -> str:
+    msg = str(e) or type(e).__name__
+    if "truncated" in msg.lower() or isinstance(e, EOFError):
+        return f"truncated {fmt} file (ends inside the {part}: {msg})"
+    return f"corrupt {fmt} {part} ({msg})"
+
+
 def read_rgb(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode ``path`` to an upright HxWx3 uint8 RGB array, or raise ``ImageDecodeError``."""
     path = Path(path)
@@ -92,18 +98,14 @@ def read_rgb(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
         im = _open_header(path)
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image (format not recognised)") from None
-    except OSError as e:
-        raise ImageDecodeError(path, f"cannot read image header: {e}") from None
-    except Exception as e:  # header parsers raise assorted errors on garbage (ValueError, struct.error, ...)
-        raise ImageDecodeError(path, f"corrupt image header: {type(e).__name__}: {e}") from None
+    except Exception as e:  # header parsers raise assorted errors on garbage (OSError, ValueError, struct.error, ...)
+        raise ImageDecodeError(path, _reason("image", "header", e)) from None
     with im:
         w, h = im.size
         if w <= 0 or h <= 0:
             raise ImageDecodeError(path, f"image has no pixels ({w}x{h})")
         if max_pixels is not None and w * h > max_pixels:
-            raise ImageDecodeError(
-                path, f"too many pixels: {w}x{h} = {w * h:,} > limit {max_pixels:,} (not decoded)"
-            )
+            raise ImageDecodeError(path, f"too many pixels: {w}x{h} = {w * h:,} > limit {max_pixels:,} (not decoded)")
         fmt = im.format or "image"
         try:
             with warnings.catch_warnings():
@@ -116,12 +118,7 @@ def read_rgb(path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
                     upright = im
                 rgb = _to_rgb_array(upright)
         except (OSError, SyntaxError, ValueError, EOFError) as e:
-            msg = str(e) or type(e).__name__
-            if "truncated" in msg:
-                reason = f"truncated {fmt} file ({msg})"
-            else:
-                reason = f"corrupt {fmt} data: {msg}"
-            raise ImageDecodeError(path, reason) from None
+            raise ImageDecodeError(path, _reason(fmt, "data", e)) from None
         except MemoryError:
             raise ImageDecodeError(path, f"out of memory decoding a {w}x{h} {fmt}") from None
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:

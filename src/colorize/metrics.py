@@ -32,7 +32,7 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from .colorspace import lab_to_rgb, mean_chroma, rgb_to_lab
-from .infer import iter_shard_batches, load_model, predict_l_batch
+from .infer import default_batch_size, iter_shard_batches, load_model, model_device, predict_l_batch
 
 log = logging.getLogger("colorize.metrics")
 
@@ -54,10 +54,12 @@ def psnr(pred: np.ndarray, true: np.ndarray) -> float:
 
 
 def ssim(pred: np.ndarray, true: np.ndarray) -> float:
-    """Mean SSIM of two HxWx3 uint8 images (7x7 window; smaller for images under 7 pixels a side)."""
+    """Mean SSIM of two HxWx3 uint8 images (7x7 window; 3x3 or 5x5 below 7 pixels a side, NaN below 3)."""
     side = min(pred.shape[:2])
-    win = 7 if side >= 7 else (side if side % 2 else side - 1)
-    return float(structural_similarity(pred, true, channel_axis=-1, data_range=255, win_size=max(win, 1)))
+    if side < 3:
+        return math.nan
+    win = min(7, side if side % 2 else side - 1)
+    return float(structural_similarity(pred, true, channel_axis=-1, data_range=255, win_size=win))
 
 
 def colorfulness(rgb: np.ndarray) -> float:
@@ -168,7 +170,7 @@ def evaluate_shards(
     *,
     method: str = "model",
     size: int | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     workers: int = 2,
     progress: bool = False,
 ) -> tuple[list[dict], list[dict]]:
@@ -182,6 +184,7 @@ def evaluate_shards(
     if method == GRAY:
         raise ValueError(f"method name {GRAY!r} is reserved for the baseline")
     model.eval()
+    batch_size = batch_size or default_batch_size(model_device(model))
 
     def score(args) -> list[dict]:
         rel, L, ab_true, ab_pred = args
@@ -209,17 +212,44 @@ def evaluate_shards(
     if summary_path is not None:
         write_tsv(summary, SUMMARY_COLUMNS, summary_path)
     for row in summary:
-        log.info("%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f)",
-                 row["method"], row["n_images"], row["psnr"], row["psnr_minus_gray"], row["ssim"], row["auc"],
-                 row["colorfulness_pred"], row["colorfulness_true"])
+        log.info(
+            "%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f)",
+            row["method"],
+            row["n_images"],
+            row["psnr"],
+            row["psnr_minus_gray"],
+            row["ssim"],
+            row["auc"],
+            row["colorfulness_pred"],
+            row["colorfulness_true"],
+        )
     return rows, summary
 
 
-def evaluate_checkpoint(checkpoint, test_shards, per_image_path, summary_path, *, method: str = "model",
-                        size: int | None = None, batch_size: int = 32, device=None, workers: int = 2,
-                        progress: bool = False) -> list[dict]:
+def evaluate_checkpoint(
+    checkpoint,
+    test_shards,
+    per_image_path,
+    summary_path,
+    *,
+    method: str = "model",
+    size: int | None = None,
+    batch_size: int | None = None,
+    device=None,
+    workers: int = 2,
+    progress: bool = False,
+) -> list[dict]:
     """``evaluate_shards`` for a checkpoint file (the Snakemake script's one call); returns the summary."""
     model, _ = load_model(checkpoint, device)
-    _, summary = evaluate_shards(model, test_shards, per_image_path, summary_path, method=method, size=size,
-                                 batch_size=batch_size, workers=workers, progress=progress)
+    _, summary = evaluate_shards(
+        model,
+        test_shards,
+        per_image_path,
+        summary_path,
+        method=method,
+        size=size,
+        batch_size=batch_size,
+        workers=workers,
+        progress=progress,
+    )
     return summary

@@ -68,8 +68,9 @@ def count_images(test_shards: Sequence) -> int:
     return total
 
 
-def grid_figure(columns: dict[str, Sequence[np.ndarray]], row_labels: Sequence[str] = (),
-                tile_inches: float = 2.0, dpi: int = 128) -> Figure:
+def grid_figure(
+    columns: dict[str, Sequence[np.ndarray]], row_labels: Sequence[str] = (), tile_inches: float = 2.0, dpi: int = 128
+) -> Figure:
     """A figure of labelled image columns: ``{"Grayscale": [rgb, ...], "Predicted": [...], ...}``."""
     names = list(columns)
     n_rows = len(columns[names[0]])
@@ -86,7 +87,9 @@ def grid_figure(columns: dict[str, Sequence[np.ndarray]], row_labels: Sequence[s
             if c == 0 and r < len(row_labels):
                 label = row_labels[r] if len(row_labels[r]) <= 28 else "…" + row_labels[r][-27:]
                 ax.set_ylabel(label, fontsize=6)
-    fig.subplots_adjust(left=0.06, right=0.99, bottom=0.01, top=1 - 0.35 / fig.get_figheight(), wspace=0.03, hspace=0.03)
+    fig.subplots_adjust(
+        left=0.06, right=0.99, bottom=0.01, top=1 - 0.35 / fig.get_figheight(), wspace=0.03, hspace=0.03
+    )
     return fig
 
 
@@ -118,14 +121,24 @@ def comparison_grid(
     return _save(grid_figure(columns, rel), png_path)
 
 
-def grid_from_checkpoints(checkpoint, test_shards: Sequence, png_path, n_rows: int = 8, *, size: int | None = None,
-                          label: str = "Predicted", other_checkpoint=None, other_label: str = "Other model",
-                          device=None) -> Path:
+def grid_from_checkpoints(
+    checkpoint,
+    test_shards: Sequence,
+    png_path,
+    n_rows: int = 8,
+    *,
+    size: int | None = None,
+    label: str = "Predicted",
+    other_checkpoint=None,
+    other_label: str = "Other model",
+    device=None,
+) -> Path:
     """``comparison_grid`` for checkpoint files (the Snakemake script's one call)."""
     model, _ = load_model(checkpoint, device)
     other = load_model(other_checkpoint, device)[0] if other_checkpoint else None
-    return comparison_grid(model, test_shards, png_path, n_rows, size=size, label=label,
-                           other_model=other, other_label=other_label)
+    return comparison_grid(
+        model, test_shards, png_path, n_rows, size=size, label=label, other_model=other, other_label=other_label
+    )
 
 
 def metric_histogram(per_image_tsv, png_path, metric: str = "psnr", bins: int = 30) -> Path:
@@ -139,8 +152,14 @@ def metric_histogram(per_image_tsv, png_path, metric: str = "psnr", bins: int = 
     finite = np.concatenate([v for v in values.values()] or [np.zeros(1)])
     edges = np.histogram_bin_edges(finite, bins=bins)
     for m, v in values.items():
-        ax.hist(v, bins=edges, histtype="step", linewidth=1.5, linestyle="--" if m == GRAY else "-",
-                label=f"{m} (mean {v.mean():.3g})")
+        ax.hist(
+            v,
+            bins=edges,
+            histtype="step",
+            linewidth=1.5,
+            linestyle="--" if m == GRAY else "-",
+            label=f"{m} (mean {v.mean():.3g})",
+        )
     ax.set_xlabel(metric)
     ax.set_ylabel("images")
     ax.legend(fontsize="small")

@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from . import __version__
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
-from .data import batches_per_epoch, iterate_batches, make_dataset, shards_fingerprint
+from .data import batches_per_epoch, iterate_batches, make_dataset, shard_info, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .models import ModelConfig, build_model, count_parameters
 
@@ -117,6 +117,7 @@ def _checkpoint(model, optimizer, model_cfg, train_cfg, data, epoch, best_val_ps
     return {
         "format_version": FORMAT_VERSION,
         "library_version": __version__,
+        "image_size": data.get("image_size"),  # stored shard size: inference's working size
         "model_config": model_cfg.to_dict(),
         "train_config": train_cfg.to_dict(),
         "data": data,  # {"train": fingerprint, "val": fingerprint} of the shards (data.shards_fingerprint)
@@ -333,7 +334,8 @@ def train(
     history: list[dict] = []
     best_val_psnr = None
     start_epoch = 1
-    data = {"train": shards_fingerprint(train_shards), "val": shards_fingerprint(val_shards)}
+    data = {"train": shards_fingerprint(train_shards), "val": shards_fingerprint(val_shards),
+            "image_size": next((shard_info(p)[1] for p in train_shards if shard_info(p)[0]), None)}
     resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
     if resumed is not None:
         model.load_state_dict(resumed["model"])

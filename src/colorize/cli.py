@@ -1,0 +1,243 @@
+"""The ``colorize`` command: ``colorize predict`` (photos -> colour photos), ``colorize evaluate`` (test shards).
+
+Exit status: 0 when at least one image was colorized (files that could not be read are listed
+in the status file, not fatal), 1 when none could be, 2 for a usage error (bad option, missing
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from . import __version__
+
+log = logging.getLogger("colorize.cli")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _quality(text: str) -> int:
+    value = _positive_int(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"must be 1..100, got {value}")
+    return value
+
+
+PREDICT_SIZE_HELP = (
+    "square working size the model sees; the lightness is resized to PX x PX, the predicted "
+    "colour resized back (default: the size recorded in the checkpoint, else 256)"
+)
+
+
+def _add_model_options(p: argparse.ArgumentParser, size_help: str = PREDICT_SIZE_HELP) -> None:
+    p.add_argument(
+        "--model",
+        "-m",
+        required=True,
+        type=Path,
+        metavar="CHECKPOINT",
+        help="trained checkpoint (checkpoint.pt or best.pt written by training)",
+    )
+    p.add_argument("--size", type=_positive_int, default=None, metavar="PX", help=size_help)
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="images per forward pass (default: 16 on CUDA, 4 on CPU); lower it if memory runs out",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="where the model runs: auto = CUDA when a GPU works, else CPU (default: %(default)s)",
+    )
+    p.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=min(4, os.cpu_count() or 1),
+        metavar="N",
+        help="threads decoding inputs ahead of the model, and as many encoding outputs "
+        "(default: 4, or the number of CPU cores if fewer)",
+    )
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and only warnings on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="colorize",
+        description="Colorize grayscale photos with a trained model (image-colorization pipeline).",
+        epilog="Run 'colorize COMMAND --help' for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "predict",
+        help="colorize image files or folders at full resolution",
+        description="Colorize image files at their full resolution: the model predicts colour from the "
+        "lightness at --size, the colour is resized back and combined with the original "
+        "lightness. Outputs keep their names (relative to an input folder) and extension "
+        "(formats OpenCV cannot write become .png). Unreadable files are listed with the "
+        "reason in the status file and do not stop the run.",
+        epilog="Exit status: 0 if at least one image was colorized, 1 if none, 2 on a usage error.",
+    )
+    _add_model_options(p)
+    p.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=Path,
+        metavar="DIR",
+        help="folder for the colorized images (created if missing)",
+    )
+    p.add_argument(
+        "--recursive",
+        "-r",
+        action="store_true",
+        help="also colorize images in sub-folders of INPUT folders, keeping the sub-folder layout",
+    )
+    p.add_argument(
+        "--status",
+        type=Path,
+        default=None,
+        metavar="TSV",
+        help="where to write the per-file status table (input, status, output, width, height, "
+        "reason) (default: DIR/status.tsv)",
+    )
+    p.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="refuse images with more pixels than this, checked from the header before "
+        "decoding (default: 100000000)",
+    )
+    p.add_argument(
+        "--jpeg-quality",
+        type=_quality,
+        default=95,
+        metavar="Q",
+        help="quality of JPEG outputs, 1..100 (default: %(default)s)",
+    )
+    p.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="image files and/or folders; a folder contributes its files with an image "
+        "extension (jpg, png, tif, bmp, webp, gif, ...)",
+    )
+    p.set_defaults(func=cmd_predict, command_parser=p)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="score a model and the gray baseline on test shards",
+        description="Per-image PSNR, SSIM, colorfulness, chroma and ab-error AuC of a model and of the "
+        "gray baseline (ab = 0) on HDF5 test shards; writes a per-image and a summary TSV.",
+    )
+    _add_model_options(
+        e,
+        "working size: the shards' images are resized to PX x PX for the model and the "
+        "prediction resized back (default: the shards' own size)",
+    )
+    e.add_argument("--per-image", required=True, type=Path, metavar="TSV", help="per-image metrics table to write")
+    e.add_argument(
+        "--summary",
+        required=True,
+        type=Path,
+        metavar="TSV",
+        help="summary table to write: mean per method and PSNR minus the gray baseline's",
+    )
+    e.add_argument("--name", default="model", help="the model's name in the tables (default: %(default)s)")
+    e.add_argument("shards", nargs="+", type=Path, metavar="SHARD", help="test shards (.h5)")
+    e.set_defaults(func=cmd_evaluate, command_parser=e)
+    return parser
+
+
+def _load(args, parser):
+    from .infer import DEFAULT_SIZE, load_model, working_size
+
+    if not args.model.is_file():
+        parser.error(f"--model {args.model}: no such file")
+    try:
+        model, ckpt = load_model(args.model, args.device)
+    except Exception as e:
+        parser.error(f"--model {args.model}: cannot load checkpoint ({type(e).__name__}: {e})")
+    size = args.size or working_size(ckpt, DEFAULT_SIZE)
+    return model, size
+
+
+def cmd_predict(args, parser) -> int:
+    from .imread import DEFAULT_MAX_PIXELS
+    from .infer import collect_inputs, colorize_files
+
+    model, size = _load(args, parser)
+    inputs = collect_inputs(args.inputs, recursive=args.recursive, exclude=[args.output])
+    if not inputs:
+        print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)
+        return 1
+    status = args.status or args.output / "status.tsv"
+    results = colorize_files(
+        model, inputs, args.output, size=size, batch_size=args.batch_size, workers=args.workers,
+        progress=not args.quiet and sys.stderr.isatty(), status_path=status,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, jpeg_quality=args.jpeg_quality,
+    )  # fmt: skip
+    failed = [r for r in results if not r.ok]
+    n_ok = len(results) - len(failed)
+    for r in failed:
+        print(f"failed: {r.input}: {r.reason}", file=sys.stderr)
+    print(f"colorized {n_ok} of {len(results)} images into {args.output}; {len(failed)} failed; status: {status}")
+    return 0 if n_ok else 1
+
+
+def cmd_evaluate(args, parser) -> int:
+    from .metrics import evaluate_shards
+
+    model, _ = _load(args, parser)
+    missing = [s for s in args.shards if not s.is_file()]
+    if missing:
+        parser.error(f"no such shard: {', '.join(map(str, missing))}")
+    _, summary = evaluate_shards(
+        model,
+        args.shards,
+        args.per_image,
+        args.summary,
+        method=args.name,
+        size=args.size,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    for row in summary:
+        print(
+            f"{row['method']}: {row['n_images']} images, PSNR {row['psnr']:.2f} dB "
+            f"({row['psnr_minus_gray']:+.2f} vs gray), SSIM {row['ssim']:.4f}, AuC {row['auc']:.4f}"
+        )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return args.func(args, args.command_parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
