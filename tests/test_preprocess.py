@@ -141,3 +141,14 @@ def test_scan_shard_merge_summary(photo_dir, tmp_path):
     assert summary[("total", "files")] == len(final)
     assert sum(summary[("split", s)] for s in ("train", "val", "test")) == len(good)
     assert summary[("excluded", "grayscale")] == 2 and summary[("excluded", "duplicate")] == 1
+
+
+def test_include_patterns_select_subfolders(tmp_path):
+    from colorize.manifest import list_files
+
+    for rel in ["a/train/x.jpg", "a/test/y.jpg", "b/train/z.png", "top.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert list_files(tmp_path) == ["a/test/y.jpg", "a/train/x.jpg", "b/train/z.png", "top.png"]
+    assert list_files(tmp_path, ["a/train/**", "b/train/**"]) == ["a/train/x.jpg", "b/train/z.png"]
+    assert list_files(tmp_path, ["*/train/*.png"]) == ["b/train/z.png"]

@@ -9,6 +9,7 @@ every file the user gave, whether it reached a shard and if not, why.
 from __future__ import annotations
 
 import csv
+import fnmatch
 import hashlib
 import logging
 import os
@@ -40,10 +41,19 @@ def sha256_file(path, bufsize: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def list_files(root) -> list[str]:
-    """Every regular file below ``root`` (recursive, following folder links), as sorted
-    POSIX relative paths. Non-images are listed too: the manifest says why they were left out."""
+def matches(relpath: str, include) -> bool:
+    """Does a relative path match one of the ``dataset.include`` glob patterns?
+    ``*`` stays within a folder, ``**`` crosses folders (``intel/train/**``)."""
+    return any(fnmatch.fnmatchcase(relpath, pat) or (pat.endswith("/**") and relpath.startswith(pat[:-2]))
+               for pat in include)
+
+
+def list_files(root, include=("**",)) -> list[str]:
+    """Every regular file below ``root`` (recursive, following folder links) whose relative
+    path matches ``include``, as sorted POSIX relative paths. Non-images are listed too: the
+    manifest says why they were left out."""
     root = Path(root)
+    include = list(include)
     out = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames.sort()
@@ -51,8 +61,9 @@ def list_files(root) -> list[str]:
             if name == SNAKEMAKE_MARKER:
                 continue
             p = Path(dirpath) / name
-            if p.is_file():
-                out.append(p.relative_to(root).as_posix())
+            rel = p.relative_to(root).as_posix()
+            if p.is_file() and ("**" in include or matches(rel, include)):
+                out.append(rel)
     return sorted(out)
 
 
@@ -92,13 +103,13 @@ def _inspect(root: Path, relpath: str, max_pixels: int, min_side: int) -> dict:
 
 def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed: int = 0,
          max_pixels: int = 100_000_000, min_side: int = 32, threads: int = 4, progress: bool = True,
-         relpaths: list[str] | None = None) -> list[dict]:
+         include=("**",)) -> list[dict]:
     from tqdm import tqdm
 
     root = Path(root)
-    relpaths = list_files(root) if relpaths is None else sorted(relpaths)
+    relpaths = list_files(root, include)
     if not relpaths:
-        raise ValueError(f"no files found under {root}")
+        raise ValueError(f"no files found under {root} matching dataset.include {list(include)}")
     with ThreadPoolExecutor(max(1, threads)) as pool:
         rows = list(tqdm(pool.map(lambda r: _inspect(root, r, max_pixels, min_side), relpaths),
                          total=len(relpaths), desc="scan", unit="file", disable=not progress, mininterval=1.0))

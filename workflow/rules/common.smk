@@ -61,7 +61,8 @@ def scan_inputs(wildcards):
         from colorize.manifest import list_files
 
         root = raw_root(wildcards)
-        return [os.path.join(root, r) for r in list_files(root)]
+        patterns = config["dataset"]["include"]
+        return [os.path.join(root, r) for r in list_files(root, patterns)]
     return [f"resources/{wildcards.dataset}/raw"]
 
 

@@ -25,6 +25,7 @@ checkpoint scan:
         tsv="results/{dataset}/scan.tsv",
     params:
         root=raw_root,
+        include=config["dataset"]["include"],
         split=config["split"],
         shards=config["shards"],
         max_pixels=config["max_pixels"],
