@@ -152,3 +152,16 @@ def test_include_patterns_select_subfolders(tmp_path):
     assert list_files(tmp_path) == ["a/test/y.jpg", "a/train/x.jpg", "b/train/z.png", "top.png"]
     assert list_files(tmp_path, ["a/train/**", "b/train/**"]) == ["a/train/x.jpg", "b/train/z.png"]
     assert list_files(tmp_path, ["*/train/*.png"]) == ["b/train/z.png"]
+
+
+def test_keep_lightness_shrinks_out_of_gamut_chroma_instead_of_clipping():
+    rng = np.random.default_rng(0)
+    L = rng.uniform(0, 100, (128, 128)).astype(np.float32)
+    ab = rng.uniform(-110, 110, (128, 128, 2)).astype(np.float32)  # mostly out of gamut
+    dL = lambda rgb: np.abs(rgb_to_lab(rgb)[..., 0] - L)  # noqa: E731
+    assert (dL(lab_to_rgb(L, ab)) <= 1).mean() < 0.5  # plain clipping moves lightness
+    kept = dL(lab_to_rgb(L, ab, keep_lightness=True))
+    assert kept.max() <= 1.0  # shrinking chroma keeps it (8-bit rounding aside)
+    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # in-gamut colours come back as they were
+    lab = rgb_to_lab(rgb)
+    assert np.abs(lab_to_rgb(lab[..., 0], lab[..., 1:], keep_lightness=True).astype(int) - rgb).max() <= 1

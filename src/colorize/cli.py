@@ -180,7 +180,7 @@ def _load(args, parser):
 
 
 def cmd_predict(args, parser) -> int:
-    from .imread import DEFAULT_MAX_PIXELS
+    from .imageio import DEFAULT_MAX_PIXELS
     from .infer import collect_inputs, colorize_files
 
     model, size = _load(args, parser)

@@ -27,14 +27,54 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
 
 
-def lab_to_rgb(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """L (HxW) and ab (HxWx2 or 2xHxW) in Lab units -> HxWx3 uint8 RGB (rounded, clipped)."""
+# OpenCV's D65 white point and XYZ -> linear sRGB matrix (imgproc/src/color_lab.cpp).
+_WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)
+_XYZ2RGB = np.array([[3.240479, -1.53715, -0.498535],
+                     [-0.969256, 1.875991, 0.041556],
+                     [0.055648, -0.204043, 1.057311]], np.float32)
+
+
+def _linear_rgb(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """Lab (L: N, ab: Nx2) -> linear sRGB (Nx3), unclipped, to tell what lies outside the gamut."""
+    fy = (L + 16.0) / 116.0
+    f = np.stack([fy + ab[:, 0] / 500.0, fy, fy - ab[:, 1] / 200.0], axis=-1)
+    xyz = np.where(f > 6.0 / 29.0, f**3, 3.0 * (6.0 / 29.0) ** 2 * (f - 4.0 / 29.0)) * _WHITE
+    return xyz @ _XYZ2RGB.T
+
+
+def _shrink_chroma(L: np.ndarray, ab: np.ndarray, steps: int = 8, tol: float = 1e-3) -> np.ndarray:
+    """For N pixels (L: N, ab: Nx2): the ab scaled toward gray just enough to lie in the sRGB
+    gamut, found by ``steps`` halvings of the scale (to within 2**-steps)."""
+    lo, hi = np.zeros(len(L), np.float32), np.ones(len(L), np.float32)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        rgb = _linear_rgb(L, ab * mid[:, None])
+        ok = ((rgb >= -tol) & (rgb <= 1 + tol)).all(axis=-1)
+        lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
+    return ab * lo[:, None]
+
+
+def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False) -> np.ndarray:
+    """L (HxW) and ab (HxWx2 or 2xHxW) in Lab units -> HxWx3 uint8 RGB (rounded, clipped).
+
+    ``keep_lightness`` (for predicted colours): clipping an out-of-gamut colour to sRGB changes
+    its lightness; instead its chroma is shrunk toward gray just enough to fit, so the result's
+    L equals ``L`` within 8-bit rounding and a colorized photo keeps the original's tones.
+    Pixels in gamut are untouched; the check costs one extra conversion.
+    """
     L = np.asarray(L, dtype=np.float32)
     ab = np.asarray(ab, dtype=np.float32)
     if ab.ndim == 3 and ab.shape[0] == 2 and ab.shape[-1] != 2:
         ab = np.moveaxis(ab, 0, -1)
     lab = np.concatenate([L[..., None], ab], axis=-1)
-    rgb = cv2.cvtColor(np.ascontiguousarray(lab), cv2.COLOR_Lab2RGB)
+    rgb = cv2.cvtColor(np.ascontiguousarray(lab), cv2.COLOR_Lab2RGB)  # float, clipped to [0, 1]
+    if keep_lightness:
+        moved = np.abs(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0] - L) > 0.2
+        if moved.any():
+            idx = np.flatnonzero(moved)
+            flat = lab.reshape(-1, 3)[idx]
+            flat[:, 1:] = _shrink_chroma(flat[:, 0], flat[:, 1:])
+            rgb.reshape(-1, 3)[idx] = cv2.cvtColor(flat[:, None, :], cv2.COLOR_Lab2RGB)[:, 0]
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
 
 

@@ -21,9 +21,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 # We check pixel counts ourselves (``max_pixels``) against the header, before decoding.
 Image.MAX_IMAGE_PIXELS = None
 
+# Extensions a folder scan treats as images (a file named explicitly is always tried).
 IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".jpe", ".png", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
+    ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico".split()
 )
+DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~1.2 GB of float32 Lab at full resolution
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}
 
@@ -55,26 +57,41 @@ def is_image_name(path) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation without decoding pixels (PNG's getexif() would load the whole image)."""
+    try:
+        if im.format in ("JPEG", "MPO", "TIFF", "WEBP"):
+            return int(im.getexif().get(0x0112, 1) or 1)
+        raw = im.info.get("exif")  # an eXIf chunk seen before the image data, if any
+        if raw:
+            exif = Image.Exif()
+            exif.load(raw)
+            return int(exif.get(0x0112, 1) or 1)
+    except Exception:  # a broken EXIF block should not hide a usable image
+        pass
+    return 1
+
+
 def read_header(path) -> Header:
     """Header only: no pixel data is decoded. Raises ImageDecodeError for non-images."""
     path = Path(path)
     try:
+        if not path.exists():
+            raise ImageDecodeError(path, "file not found")
         if path.stat().st_size == 0:
             raise ImageDecodeError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as im:
-                try:
-                    orientation = int(im.getexif().get(0x0112, 1) or 1)
-                except Exception:  # a broken EXIF block should not hide a usable image
-                    orientation = 1
+                orientation = _orientation(im)
                 return Header(im.format or "?", im.width, im.height, im.mode, getattr(im, "n_frames", 1), orientation)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
         raise ImageDecodeError(path, "not an image (unrecognised or unsupported format)") from None
     except (OSError, SyntaxError, ValueError) as e:
-        raise ImageDecodeError(path, f"unreadable image header ({e})") from None
+        kind = "truncated image" if "truncated" in str(e).lower() else "unreadable image header"
+        raise ImageDecodeError(path, f"{kind} ({e})") from None
 
 
 def check_size(path, header: Header, *, max_pixels: int, min_side: int = 1) -> None:
@@ -155,7 +172,7 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _decode_pil(path: Path, needed_side: int | None) -> np.ndarray:
+def _decode_pil(path: Path, header: Header, needed_side: int | None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -173,13 +190,13 @@ def _decode_pil(path: Path, needed_side: int | None) -> np.ndarray:
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e)
         kind = "truncated" if "truncated" in msg else "corrupt"
-        raise ImageDecodeError(path, f"{kind} image ({msg})") from None
+        raise ImageDecodeError(path, f"{kind} {header.format} image ({msg})") from None
     if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.size == 0:
         raise ImageDecodeError(path, f"unexpected decoded shape {rgb.shape}")
     return np.ascontiguousarray(rgb)
 
 
-def decode_rgb(path, *, header: Header | None = None, max_pixels: int = 200_000_000,
+def decode_rgb(path, *, header: Header | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
                needed_side: int | None = None) -> np.ndarray:
     """Decode a file to HxWx3 uint8 RGB, upright (EXIF applied), first frame, alpha on white.
 
@@ -191,4 +208,29 @@ def decode_rgb(path, *, header: Header | None = None, max_pixels: int = 200_000_
     check_size(path, header, max_pixels=max_pixels)
     if header.format == "JPEG" and header.mode in ("RGB", "L"):
         return _decode_jpeg_cv2(path, header, needed_side)
-    return _decode_pil(path, needed_side)
+    return _decode_pil(path, header, needed_side)
+
+
+def read_rgb(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A user's photo at full resolution (inference): HxWx3 uint8 RGB, upright."""
+    return decode_rgb(path, max_pixels=max_pixels)
+
+
+def as_rgb_uint8(image: np.ndarray) -> np.ndarray:
+    """An in-memory image (HxW, HxWx1, HxWx3 or HxWx4; uint8 or uint16) -> HxWx3 uint8 RGB."""
+    a = np.asarray(image)
+    if a.dtype == np.uint16:
+        a = ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    elif a.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 or uint16 image, got {a.dtype}")
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.ndim != 3 or a.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected HxW, HxWx1, HxWx3 or HxWx4, got shape {a.shape}")
+    if a.shape[2] == 1:
+        return np.repeat(a, 3, axis=2)
+    if a.shape[2] == 4:  # alpha on white, as for files
+        alpha = a[..., 3:4].astype(np.float32) / 255.0
+        rgb = a[..., :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        return np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(a)

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from .colorspace import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
 from .device import autocast, configure_backends, pick_device, to_device_format
-from .imread import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, read_rgb
+from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, read_rgb
 from .train import load_checkpoint
 
 log = logging.getLogger("colorize.infer")
@@ -101,7 +101,7 @@ def ab_to_size(ab: np.ndarray, height: int, width: int) -> np.ndarray:
 def recombine(L_full: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
     """Original-size L (HxW) + working-size ab (2, s, s) -> HxWx3 uint8 RGB at the original size."""
     h, w = L_full.shape
-    return lab_to_rgb(L_full, ab_to_size(ab_small, h, w))
+    return lab_to_rgb(L_full, ab_to_size(ab_small, h, w), keep_lightness=True)
 
 
 def default_batch_size(device: torch.device) -> int:
@@ -249,7 +249,7 @@ def collect_inputs(
     """Files and folders -> (file, name to keep) pairs, in a stable order.
 
     A file named on the command line is always tried (and keeps its bare name); a folder
-    contributes the files with an image extension (``imread.IMAGE_EXTENSIONS``), named
+    contributes the files with an image extension (``imageio.IMAGE_EXTENSIONS``), named
     relative to that folder, descending into sub-folders when ``recursive``. Hidden files and
     anything under ``exclude`` (e.g. the output folder) are skipped. A path that does not exist
     is returned too, so that it is reported as failed rather than silently dropped.
