@@ -21,7 +21,8 @@ rule train:
     threads: 4
     resources:
         # Portable resources; the site-specific ones (partition, account, GPU model) are set
-        # in profiles/slurm/. Locally, gpu is only counted if you pass --resources gpu=N.
+        # in profiles/slurm/. Locally profiles/default allows gpu: 1 at a time (CPU-only
+        # machines run it on the CPU); --resources gpu=N for N GPUs.
         gpu=1,
         cpus_per_gpu=4,
         mem_mb=16000,
