@@ -17,5 +17,12 @@ def setup_logging(log_file=None, level=logging.INFO) -> None:
 
 
 def snakemake_log(snakemake) -> None:
-    """``setup_logging`` for a Snakemake ``script:`` (its first log file, if any)."""
+    """``setup_logging`` for a Snakemake ``script:`` (its first log file, if any); an error
+    that ends the script is written to the job's log too, not only to the console."""
     setup_logging(snakemake.log[0] if snakemake.log else None)
+
+    def log_uncaught(exc_type, exc, tb):
+        logging.getLogger("colorize").critical("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
+        logging.shutdown()
+
+    sys.excepthook = log_uncaught
