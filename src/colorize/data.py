@@ -16,6 +16,12 @@ All randomness comes from ``(seed, epoch, shard)``, so an epoch is the same what
 number of workers, and a resumed run sees the same data as an uninterrupted one.
 Call ``set_epoch(epoch)`` before each epoch (and keep ``persistent_workers=False``, the
 default, so that workers pick the new epoch up).
+
+Speed (``benchmarks/NOTES.md``): samples are cut a batch at a time (``augment_batch``), never
+one tensor operation per sample: a pass draws its whole permutation, crop offsets and flips at
+once, CPU batches are cut with numpy slices and converted and normalised in three passes over
+the batch, and a GPU-resident set cuts a whole batch with one gather per tensor. Workers hand
+over finished batches (``iterate_batches``), not samples to collate.
 """
 
 from __future__ import annotations
@@ -26,17 +32,20 @@ import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+import cv2
 import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .colorspace import normalize_ab, normalize_l
+from .colorspace import AB_SCALE, L_CENTER, L_SCALE
 from .shards import read_shard
 
 log = logging.getLogger("colorize.data")
 
 Sample = tuple[torch.Tensor, torch.Tensor]
+Draws = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]  # order, tops, lefts, flips
+SAMPLE_CHUNK = 64  # samples cut together when iterating sample by sample
 
 
 def shard_info(path) -> tuple[int, int]:
@@ -75,26 +84,154 @@ def _check_sizes(paths: Sequence[Path], sizes: Sequence[int], crop_size: int | N
     return size
 
 
+def draw_augmentation(n: int, size: int, rng: np.random.Generator | None, crop_size: int | None,
+                      flip: bool) -> Draws:
+    """One pass over ``n`` images: (order, tops, lefts, flips), drawn at once from ``rng``.
+
+    ``rng`` None (validation): stored order, centred crops, no flips. ``tops``/``lefts`` are
+    None when there is nothing to crop, ``flips`` when nothing is flipped.
+    """
+    order = np.arange(n) if rng is None else rng.permutation(n)
+    c = crop_size or 0
+    tops = lefts = flips = None
+    if c and c < size:
+        if rng is None:
+            tops = lefts = np.full(n, (size - c) // 2)
+        else:
+            tops, lefts = rng.integers(0, size - c + 1, n), rng.integers(0, size - c + 1, n)
+    if flip and rng is not None:
+        flips = rng.random(n) < 0.5
+    return order, tops, lefts, flips
+
+
+def _normalised(L: torch.Tensor, ab: torch.Tensor, out_L: torch.Tensor | None = None,
+                out_ab: torch.Tensor | None = None) -> Sample:
+    """float16 (B, c, c), (B, 2, c, c) Lab -> float32 (B, 1, c, c) L_norm, (B, 2, c, c) ab_norm.
+
+    The same arithmetic as ``normalize_l`` / ``normalize_ab``, in place on the float32 copy.
+    """
+    b, c = L.shape[0], L.shape[-1]
+    out_L = torch.empty((b, 1, c, c), dtype=torch.float32, device=L.device) if out_L is None else out_L
+    out_ab = torch.empty((b, 2, c, c), dtype=torch.float32, device=L.device) if out_ab is None else out_ab
+    out_L.copy_(L.unsqueeze(1)).sub_(L_CENTER).div_(L_SCALE)
+    out_ab.copy_(ab).div_(AB_SCALE)
+    return out_L, out_ab
+
+
+def augment_batch(L: torch.Tensor, ab: torch.Tensor, idx, tops=None, lefts=None, flips=None,
+                  crop_size: int | None = None, shared: bool = False) -> Sample:
+    """Cut a batch: images ``idx`` of stored ``L`` (N, H, W) and ``ab`` (N, 2, H, W), cropped at
+    (``tops``, ``lefts``) to ``crop_size`` (None: whole) and mirrored where ``flips``.
+
+    Returns normalised float32 (B, 1, c, c), (B, 2, c, c) on the stored tensors' device. On
+    the CPU the crops are numpy slices (a torch op per sample costs more than the copy); on a
+    GPU one gather per tensor cuts the whole batch. ``shared`` (CPU): allocate the result in shared
+    memory (a DataLoader worker hands it to the main process without another copy).
+    """
+    c = crop_size if (crop_size and tops is not None) else L.shape[-1]
+    if L.device.type != "cpu":
+        return _normalised(*_gather_crops(L, ab, idx, tops, lefts, flips, c))
+    Lc, abc = _slice_crops(L.numpy(), ab.numpy(), idx, tops, lefts, flips, c)
+    return _normalised_cpu(Lc, abc, shared)
+
+
+def _normalised_cpu(Lc: np.ndarray, abc: np.ndarray, shared: bool) -> Sample:
+    """``_normalised`` for numpy float16 crops, single-threaded: OpenCV's F16C conversion and
+    numpy's in-place arithmetic (torch's thread pool on per-batch ops stalls on a busy machine,
+    and DataLoader workers run one thread each anyway). Bit-identical to the torch version."""
+    b, c = Lc.shape[0], Lc.shape[-1]
+    out_L = torch.empty((b, 1, c, c), dtype=torch.float32)
+    out_ab = torch.empty((b, 2, c, c), dtype=torch.float32)
+    if shared:  # a DataLoader worker: hand the batch over without another copy
+        out_L.share_memory_()
+        out_ab.share_memory_()
+    L32, ab32 = out_L.numpy(), out_ab.numpy()
+    _to_float32(Lc, L32)
+    np.subtract(L32, L_CENTER, out=L32)
+    np.divide(L32, L_SCALE, out=L32)
+    _to_float32(abc, ab32)
+    np.divide(ab32, AB_SCALE, out=ab32)
+    return out_L, out_ab
+
+
+_CONVERT_FP16 = getattr(cv2, "convertFp16", None)
+
+
+def _to_float32(src: np.ndarray, dst: np.ndarray) -> None:
+    """float16 ``src`` -> float32 ``dst`` (same number of elements, both C-contiguous)."""
+    if _CONVERT_FP16 is not None and src.size and src.flags.c_contiguous and dst.flags.c_contiguous:
+        c = src.shape[-1]
+        out = _CONVERT_FP16(src.view(np.int16).reshape(-1, c), dst.reshape(-1, c))  # OpenCV types fp16 as int16
+        if out.ctypes.data == dst.ctypes.data:
+            return
+    dst[...] = src.reshape(dst.shape)
+
+
+def _gather_crops(L: torch.Tensor, ab: torch.Tensor, idx, tops, lefts, flips, c: int):
+    """Crops of a batch by one gather per tensor (any device; the GPU path)."""
+    dev, size = L.device, L.shape[-1]
+    i = torch.as_tensor(idx, device=dev)
+    b = len(i)
+    if tops is None:  # whole images: a row gather, then mirror the flipped ones
+        Lc, abc = L.index_select(0, i), ab.index_select(0, i)
+        if flips is not None:
+            f = torch.as_tensor(flips, device=dev)
+            Lc = torch.where(f[:, None, None], Lc.flip(-1), Lc)
+            abc = torch.where(f[:, None, None, None], abc.flip(-1), abc)
+        return Lc, abc
+    r = torch.arange(c, device=dev)
+    rows = ((torch.as_tensor(tops, device=dev)[:, None] + r) if tops is not None else r[None]).expand(b, c)
+    cols = ((torch.as_tensor(lefts, device=dev)[:, None] + r) if lefts is not None else r[None]).expand(b, c)
+    if flips is not None:
+        cols = torch.where(torch.as_tensor(flips, device=dev)[:, None], cols.flip(1), cols)
+    plane = size * size
+    pix = rows[:, :, None] * size + cols[:, None, :]  # (B, c, c): offsets inside one plane
+    Lc = L.reshape(-1)[i[:, None, None] * plane + pix]
+    chan = (i[:, None] * 2 + torch.arange(2, device=dev))[:, :, None, None] * plane  # (B, 2, 1, 1)
+    abc = ab.reshape(-1)[chan + pix[:, None]]
+    return Lc, abc
+
+
+def _slice_crops(L: np.ndarray, ab: np.ndarray, idx, tops, lefts, flips, c: int):
+    """Crops of a batch by numpy slicing, one copy per image (the CPU path)."""
+    idx = np.asarray(idx)
+    Lc = np.empty((len(idx), c, c), L.dtype)
+    abc = np.empty((len(idx), 2, c, c), ab.dtype)
+    for k, j in enumerate(idx):
+        t = 0 if tops is None else int(tops[k])
+        left = 0 if lefts is None else int(lefts[k])
+        if flips is not None and flips[k]:
+            cols = slice(left + c - 1, left - 1 if left else None, -1)
+        else:
+            cols = slice(left, left + c)
+        Lc[k] = L[j, t : t + c, cols]
+        abc[k] = ab[j, :, t : t + c, cols]
+    return Lc, abc
+
+
 def augment(L: torch.Tensor, ab: torch.Tensor, rng: np.random.Generator | None, crop_size: int | None, flip: bool):
     """Crop (random with ``rng``, centred without) and maybe flip one image; L is HxW, ab 2xHxW.
 
-    Returns normalised float32 (1xcxc, 2xcxc). Works on CPU or GPU tensors of any float dtype.
+    Returns normalised float32 (1xcxc, 2xcxc). One sample of ``augment_batch``.
     """
-    h, w = L.shape[-2:]
-    c = crop_size or 0
-    if c and (c < h or c < w):
-        if rng is None:
-            top, left = (h - c) // 2, (w - c) // 2
-        else:
-            top, left = int(rng.integers(0, h - c + 1)), int(rng.integers(0, w - c + 1))
-        L = L[..., top : top + c, left : left + c]
-        ab = ab[..., top : top + c, left : left + c]
-    if flip and rng is not None and rng.random() < 0.5:
-        L = torch.flip(L, dims=(-1,))
-        ab = torch.flip(ab, dims=(-1,))
-    L_norm = normalize_l(L.float()).unsqueeze(0).contiguous()
-    ab_norm = normalize_ab(ab.float()).contiguous()
-    return L_norm, ab_norm
+    _, tops, lefts, flips = draw_augmentation(1, L.shape[-1], rng, crop_size, flip)
+    L_norm, ab_norm = augment_batch(L[None], ab[None], [0], tops, lefts, flips, crop_size)
+    return L_norm[0], ab_norm[0]
+
+
+def _cut(L, ab, draws: Draws, start: int, stop: int, crop_size, shared: bool = False) -> Sample:
+    order, tops, lefts, flips = draws
+    sl = slice(start, stop)
+    pick = (lambda a: None if a is None else a[sl])  # noqa: E731
+    return augment_batch(L, ab, order[sl], pick(tops), pick(lefts), pick(flips), crop_size, shared)
+
+
+def _samples(L, ab, draws: Draws, crop_size) -> Iterator[Sample]:
+    """The pass's samples one by one, cut ``SAMPLE_CHUNK`` at a time."""
+    n = len(draws[0])
+    for start in range(0, n, SAMPLE_CHUNK):
+        L_norm, ab_norm = _cut(L, ab, draws, start, min(start + SAMPLE_CHUNK, n), crop_size)
+        yield from zip(L_norm, ab_norm)
 
 
 def _worker_slice() -> tuple[int, int]:
@@ -150,19 +287,53 @@ class ShardDataset(IterableDataset):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
         return [int(i) for i in order if self.counts[i] > 0]
 
-    def __iter__(self) -> Iterator[Sample]:
+    def _passes(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Draws]]:
+        """(L, ab, draws) of each shard this worker reads this epoch, one shard in memory at a time."""
         worker, n_workers = _worker_slice()
         for i in self.shard_order()[worker::n_workers]:
             shard = read_shard(self.shard_paths[i])
-            L, ab = torch.from_numpy(shard.L), torch.from_numpy(shard.ab)
-            if self.train:
-                rng = np.random.default_rng([self.seed, self.epoch, i])
-                images = rng.permutation(len(shard))
-            else:
-                rng, images = None, range(len(shard))
-            for j in images:
-                yield augment(L[j], ab[j], rng, self.crop_size, self.flip)
-            del shard, L, ab
+            rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+            draws = draw_augmentation(len(shard), shard.L.shape[-1], rng, self.crop_size, self.flip)
+            yield torch.from_numpy(shard.L), torch.from_numpy(shard.ab), draws
+            del shard
+
+    def __iter__(self) -> Iterator[Sample]:
+        for L, ab, draws in self._passes():
+            yield from _samples(L, ab, draws, self.crop_size)
+
+    def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[Sample]:
+        """This worker's samples as batches (the order ``__iter__`` yields), across shard ends."""
+        shared = get_worker_info() is not None
+        parts: list[Sample] = []
+        have = 0
+        for L, ab, draws in self._passes():
+            n, pos = len(draws[0]), 0
+            while pos < n:
+                take = min(batch_size - have, n - pos)
+                parts.append(_cut(L, ab, draws, pos, pos + take, self.crop_size, shared))
+                have, pos = have + take, pos + take
+                if have == batch_size:
+                    yield _join(parts)
+                    parts, have = [], 0
+        if parts and not drop_last:
+            yield _join(parts)
+
+
+def _join(parts: list[Sample]) -> Sample:
+    if len(parts) == 1:
+        return parts[0]
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+
+class _ShardBatches(IterableDataset):
+    """``ShardDataset.batches`` as a dataset, so DataLoader workers hand over whole batches."""
+
+    def __init__(self, dataset: ShardDataset, batch_size: int, drop_last: bool):
+        super().__init__()
+        self.dataset, self.batch_size, self.drop_last = dataset, batch_size, drop_last
+
+    def __iter__(self) -> Iterator[Sample]:
+        return self.dataset.batches(self.batch_size, self.drop_last)
 
 
 class InMemoryDataset(IterableDataset):
@@ -190,16 +361,22 @@ class InMemoryDataset(IterableDataset):
         self.flip = flip and train
         self.seed = int(seed)
         self.epoch = 0
-        shards = [read_shard(p) for p in self.shard_paths]
-        nonempty = [(p, s) for p, s in zip(self.shard_paths, shards) if len(s)]
-        self.image_size = _check_sizes([p for p, _ in nonempty], [s.L.shape[-1] for _, s in nonempty], self.crop_size)
-        if nonempty:
-            self.L = torch.from_numpy(np.concatenate([s.L for _, s in nonempty])).to(device)
-            self.ab = torch.from_numpy(np.concatenate([s.ab for _, s in nonempty])).to(device)
-        else:
-            self.L = torch.zeros((0, 0, 0), dtype=torch.float16, device=device)
-            self.ab = torch.zeros((0, 2, 0, 0), dtype=torch.float16, device=device)
-        log.info("loaded %d images from %d shards into %s memory", len(self.L), len(shards), self.L.device)
+        info = [shard_info(p) for p in self.shard_paths]
+        nonempty = [(p, n) for p, (n, _) in zip(self.shard_paths, info) if n]
+        self.image_size = _check_sizes([p for p, _ in nonempty], [s for n, s in info if n], self.crop_size)
+        s = self.image_size or 0
+        total = sum(n for _, n in nonempty)
+        # Filled one shard at a time: the host holds one shard, never two copies of the set.
+        self.L = torch.empty((total, s, s), dtype=torch.float16, device=device)
+        self.ab = torch.empty((total, 2, s, s), dtype=torch.float16, device=device)
+        at = 0
+        for path, n in nonempty:
+            shard = read_shard(path)
+            self.L[at : at + n].copy_(torch.from_numpy(shard.L))
+            self.ab[at : at + n].copy_(torch.from_numpy(shard.ab))
+            at += n
+            del shard
+        log.info("loaded %d images from %d shards into %s memory", total, len(self.shard_paths), self.L.device)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -211,27 +388,28 @@ class InMemoryDataset(IterableDataset):
     def sample_size(self) -> int | None:
         return self.crop_size or self.image_size
 
-    def _order_and_rng(self):
-        if not self.train:
-            return np.arange(len(self)), None
-        rng = np.random.default_rng([self.seed, self.epoch])
-        return rng.permutation(len(self)), rng
+    def _draws(self) -> Draws:
+        rng = np.random.default_rng([self.seed, self.epoch]) if self.train else None
+        return draw_augmentation(len(self), self.image_size or 0, rng, self.crop_size, self.flip)
 
     def __iter__(self) -> Iterator[Sample]:
         worker, n_workers = _worker_slice()
-        order, rng = self._order_and_rng()
-        for j in order[worker::n_workers]:
-            yield augment(self.L[j], self.ab[j], rng, self.crop_size, self.flip)
+        order, tops, lefts, flips = self._draws()
+        pick = (lambda a: None if a is None else a[worker::n_workers])  # noqa: E731
+        draws = (pick(order), pick(tops), pick(lefts), pick(flips))
+        yield from _samples(self.L, self.ab, draws, self.crop_size)
 
     def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[Sample]:
         """Batches (Bx1xHxW, Bx2xHxW) built on the set's device, in the order ``__iter__`` yields."""
-        order, rng = self._order_and_rng()
-        for start in range(0, len(order), batch_size):
-            idx = order[start : start + batch_size]
-            if drop_last and len(idx) < batch_size:
+        draws = self._draws()
+        if self.L.device.type != "cpu":  # the pass's indices go to the GPU once, not per batch
+            draws = tuple(None if a is None else torch.as_tensor(a, device=self.L.device) for a in draws)
+        n = len(draws[0])
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            if drop_last and stop - start < batch_size:
                 return
-            pairs = [augment(self.L[j], self.ab[j], rng, self.crop_size, self.flip) for j in idx]
-            yield torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
+            yield _cut(self.L, self.ab, draws, start, stop, self.crop_size)
 
 
 def make_dataset(
@@ -275,10 +453,9 @@ def iterate_batches(
     if isinstance(dataset, InMemoryDataset):
         return dataset.batches(batch_size, drop_last=drop_last)
     loader = DataLoader(
-        dataset,
-        batch_size=batch_size,
+        _ShardBatches(dataset, batch_size, drop_last),
+        batch_size=None,  # the dataset yields finished batches
         num_workers=num_workers,
-        drop_last=drop_last,
         pin_memory=pin_memory,
         persistent_workers=False,  # fresh workers each epoch see set_epoch()
         prefetch_factor=2 if num_workers else None,

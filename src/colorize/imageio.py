@@ -6,13 +6,20 @@
 the reason. JPEGs much larger than needed take OpenCV's reduced-size decode
 (``IMREAD_REDUCED_COLOR_2/4/8``: the IDCT runs at 1/2, 1/4 or 1/8 scale), which is several
 times cheaper than a full decode followed by a resize.
+
+``load_image`` is the one-read path for bulk work (shards, inference): the file is read once,
+its header parsed from those bytes and checked, and the same bytes decoded; it can return
+OpenCV's BGR order so that callers converting with OpenCV skip a channel swap.
 """
 
 from __future__ import annotations
 
+import io
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -72,17 +79,40 @@ def _orientation(im: Image.Image) -> int:
     return 1
 
 
-def read_header(path) -> Header:
-    """Header only: no pixel data is decoded. Raises ImageDecodeError for non-images."""
+# Files up to this size are read whole once (header and pixels from the same bytes); a larger
+# one has its header checked from the file first, so a refused giant is never read into memory.
+READ_WHOLE_BYTES = 64 << 20
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found") from None
+    except IsADirectoryError:
+        raise ImageDecodeError(path, "not an image (a folder)") from None
+    if not data:
+        raise ImageDecodeError(path, "empty file (0 bytes)")
+    return data
+
+
+def read_header(path, data: bytes | None = None) -> Header:
+    """Header only: no pixel data is decoded. Raises ImageDecodeError for non-images.
+
+    ``data``: the file's bytes when the caller has already read them (parsed from memory).
+    """
     path = Path(path)
     try:
-        if not path.exists():
-            raise ImageDecodeError(path, "file not found")
-        if path.stat().st_size == 0:
+        if data is None:
+            if not path.exists():
+                raise ImageDecodeError(path, "file not found")
+            if path.stat().st_size == 0:
+                raise ImageDecodeError(path, "empty file (0 bytes)")
+        elif not data:
             raise ImageDecodeError(path, "empty file (0 bytes)")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(path if data is None else io.BytesIO(data)) as im:
                 orientation = _orientation(im)
                 return Header(im.format or "?", im.width, im.height, im.mode, getattr(im, "n_frames", 1), orientation)
     except ImageDecodeError:
@@ -92,6 +122,70 @@ def read_header(path) -> Header:
     except (OSError, SyntaxError, ValueError) as e:
         kind = "truncated image" if "truncated" in str(e).lower() else "unreadable image header"
         raise ImageDecodeError(path, f"{kind} ({e})") from None
+
+
+# Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
+_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def _exif_orientation(tiff: bytes) -> int | None:
+    """Orientation tag of IFD0 in an EXIF (TIFF) block; 1 when absent; None when malformed."""
+    order = {b"II": "little", b"MM": "big"}.get(tiff[:2])
+    if order is None or len(tiff) < 8 or int.from_bytes(tiff[2:4], order) != 42:
+        return None
+    ifd = int.from_bytes(tiff[4:8], order)
+    if ifd + 2 > len(tiff):
+        return None
+    count = int.from_bytes(tiff[ifd : ifd + 2], order)
+    if ifd + 2 + 12 * count > len(tiff):
+        return None
+    for k in range(count):
+        e = ifd + 2 + 12 * k
+        if int.from_bytes(tiff[e : e + 2], order) == 0x0112:
+            kind, n = int.from_bytes(tiff[e + 2 : e + 4], order), int.from_bytes(tiff[e + 4 : e + 8], order)
+            if n != 1 or kind not in (3, 4):  # SHORT or LONG, one value, stored inline
+                return None
+            return int.from_bytes(tiff[e + 8 : e + (10 if kind == 3 else 12)], order) or 1
+    return 1
+
+
+def _jpeg_header(data: bytes) -> Header | None:
+    """The header of a plain 8-bit grayscale or colour JPEG, read from its markers (~10x cheaper
+    than PIL's parser); None for anything else (CMYK, multi-picture, malformed, truncated ...),
+    which ``read_header`` then reads with PIL as before."""
+    i, n, orientation = 2, len(data), 1
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
+            i += 2
+            continue
+        length = int.from_bytes(data[i + 2 : i + 4], "big")
+        seg = data[i + 4 : i + 2 + length]
+        if length < 2 or len(seg) != length - 2:
+            return None
+        if marker == 0xE1 and seg.startswith(b"Exif\0\0") and orientation == 1:
+            found = _exif_orientation(seg[6:])
+            if found is None:
+                return None
+            orientation = found
+        elif marker == 0xE2 and seg.startswith(b"MPF\0"):
+            return None  # a multi-picture file: PIL reports it as MPO with its frames
+        elif marker in _SOF_MARKERS:
+            if len(seg) < 6 or seg[0] != 8 or seg[5] not in (1, 3):
+                return None
+            height, width = int.from_bytes(seg[1:3], "big"), int.from_bytes(seg[3:5], "big")
+            if not height or not width:
+                return None
+            return Header("JPEG", width, height, "L" if seg[5] == 1 else "RGB", 1, orientation)
+        elif marker in (0xDA, 0xD9):  # scan data or end of image before a frame header
+            return None
+        i += 2 + length
+    return None
 
 
 def check_size(path, header: Header, *, max_pixels: int, min_side: int = 1) -> None:
@@ -131,16 +225,19 @@ def jpeg_reduction(width: int, height: int, needed_side: int) -> int:
     return 1
 
 
-def _decode_jpeg_cv2(path: Path, header: Header, needed_side: int | None) -> np.ndarray:
-    data = np.fromfile(path, dtype=np.uint8)
-    tail = data[-4096:].tobytes().rstrip(b"\x00\r\n ")
+def _decode_jpeg_cv2(path: Path, header: Header, needed_side: int | None, data: bytes | None = None,
+                     bgr: bool = False) -> np.ndarray:
+    buf = np.fromfile(path, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
+    tail = buf[-4096:].tobytes().rstrip(b"\x00\r\n ")
     if not tail.endswith(b"\xff\xd9"):
         raise ImageDecodeError(path, "truncated JPEG (no end-of-image marker)")
     r = 1 if needed_side is None else jpeg_reduction(header.width, header.height, needed_side)
-    bgr = cv2.imdecode(data, _REDUCED_FLAGS[r] | cv2.IMREAD_IGNORE_ORIENTATION)
-    if bgr is None:
+    img = cv2.imdecode(buf, _REDUCED_FLAGS[r] | cv2.IMREAD_IGNORE_ORIENTATION)
+    if img is None:
         raise ImageDecodeError(path, "corrupt JPEG (decoder failed)")
-    return _apply_orientation(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), header.orientation)
+    if not bgr:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return _apply_orientation(img, header.orientation)
 
 
 def _to_uint8(arr: np.ndarray) -> np.ndarray:
@@ -172,11 +269,11 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _decode_pil(path: Path, header: Header, needed_side: int | None) -> np.ndarray:
+def _decode_pil(path: Path, header: Header, needed_side: int | None, data: bytes | None = None) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(path) as im:
+            with Image.open(path if data is None else io.BytesIO(data)) as im:
                 im.seek(0)  # first frame of an animated GIF / multi-page TIFF
                 if needed_side and im.format == "JPEG":
                     im.draft("RGB", (needed_side, needed_side))  # reduced-size DCT for CMYK JPEGs
@@ -204,16 +301,47 @@ def decode_rgb(path, *, header: Header | None = None, max_pixels: int = DEFAULT_
     least 2x that is decoded at reduced size. None decodes at full resolution.
     """
     path = Path(path)
-    header = header or read_header(path)
+    if header is None:
+        return load_image(path, max_pixels=max_pixels, needed_side=needed_side)
     check_size(path, header, max_pixels=max_pixels)
+    return _decode(path, header, needed_side, None, bgr=False)
+
+
+def _decode(path: Path, header: Header, needed_side: int | None, data: bytes | None, bgr: bool) -> np.ndarray:
     if header.format == "JPEG" and header.mode in ("RGB", "L"):
-        return _decode_jpeg_cv2(path, header, needed_side)
-    return _decode_pil(path, header, needed_side)
+        return _decode_jpeg_cv2(path, header, needed_side, data, bgr=bgr)
+    rgb = _decode_pil(path, header, needed_side, data)
+    return rgb[..., ::-1] if bgr else rgb
+
+
+def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int = 1,
+               needed_side: int | Callable[[int, int], int] | None = None, bgr: bool = False) -> np.ndarray:
+    """``decode_rgb`` with a single read of the file: header parsed from the bytes, size checked
+    (``max_pixels``, ``min_side``), then the same bytes decoded. ``needed_side`` may be a
+    function of the stored (height, width). ``bgr=True`` returns OpenCV's channel order
+    (a view with negative strides for files PIL decodes).
+    """
+    path = Path(path)
+    max_pixels = sys.maxsize if max_pixels is None else max_pixels
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise ImageDecodeError(path, "file not found") from None
+    except OSError:
+        size = 0
+    if size > READ_WHOLE_BYTES:  # a giant file: check its header before reading it all
+        check_size(path, read_header(path), max_pixels=max_pixels, min_side=min_side)
+    data = _read_bytes(path)
+    header = (_jpeg_header(data) if data[:2] == b"\xff\xd8" else None) or read_header(path, data)
+    check_size(path, header, max_pixels=max_pixels, min_side=min_side)
+    if callable(needed_side):
+        needed_side = needed_side(header.height, header.width)
+    return _decode(path, header, needed_side, data, bgr=bgr)
 
 
 def read_rgb(path, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A user's photo at full resolution (inference): HxWx3 uint8 RGB, upright."""
-    return decode_rgb(path, max_pixels=max_pixels)
+    return load_image(path, max_pixels=max_pixels)
 
 
 def as_rgb_uint8(image: np.ndarray) -> np.ndarray:

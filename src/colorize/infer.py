@@ -7,9 +7,9 @@ ab is denormalised, resized (bilinear) back to the *original* size and recombine
 the input's lightness: only colour is invented.
 
 ``colorize_files`` overlaps the work: a thread pool decodes ahead (PIL, cv2 and numpy release
-the GIL), the main thread runs batches through the model, and a second pool resizes ab,
-converts back to RGB, encodes and writes. A file that fails is recorded with its reason in the
-returned results and the status TSV; it never stops the run.
+the GIL; one read per file, only L laid out), the main thread runs batches through the model,
+and a second pool resizes ab, converts back to RGB, encodes and writes. A file that fails is
+recorded with its reason in the returned results and the status TSV; it never stops the run.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .colorspace import denormalize_ab, lab_to_rgb, normalize_l, rgb_to_lab
+from .colorspace import denormalize_ab, lab_to_rgb, normalize_l
 from .device import autocast, configure_backends, pick_device, to_device_format
-from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, read_rgb
+from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, load_image
+from .preprocess import lightness
 from .train import load_checkpoint
 
 log = logging.getLogger("colorize.infer")
@@ -127,7 +128,7 @@ def colorize_arrays(
     batch_size = batch_size or default_batch_size(model_device(model))
     out: list[np.ndarray] = []
     for sl in _batches(len(rgbs), batch_size):
-        L_full = [rgb_to_lab(as_rgb_uint8(rgb))[..., 0] for rgb in rgbs[sl]]
+        L_full = [lightness(as_rgb_uint8(rgb), "RGB") for rgb in rgbs[sl]]
         ab = predict_ab(model, np.stack([working_l(L, size) for L in L_full]))
         out.extend(recombine(L, a) for L, a in zip(L_full, ab))
     return out
@@ -286,8 +287,9 @@ class _Decoded:
 
 
 def _decode(path: Path, size: int, max_pixels: int | None) -> _Decoded:
-    L = rgb_to_lab(read_rgb(path, max_pixels=max_pixels))[..., 0]
-    return _Decoded(np.ascontiguousarray(L), working_l(L, size))
+    # One read of the file, OpenCV's BGR order, only L laid out: rgb_to_lab(read_rgb(path))[..., 0].
+    L = lightness(load_image(path, max_pixels=max_pixels, bgr=True), "BGR")
+    return _Decoded(L, working_l(L, size))
 
 
 def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quality: int) -> Result:
@@ -307,7 +309,7 @@ def colorize_files(
     root=None,
     size: int = DEFAULT_SIZE,
     batch_size: int | None = None,
-    workers: int = 4,
+    workers: int | None = None,
     progress: bool = True,
     status_path=None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -323,14 +325,16 @@ def colorize_files(
     silent overwrite. Returns one ``Result`` per input, in input
     order, and writes them to ``status_path`` (default ``output_dir/status.tsv``; a Snakemake
     rule whose output is the folder should put it beside the folder). ``batch_size`` None is
-    ``default_batch_size`` of the model's device.
+    ``default_batch_size`` of the model's device; ``workers`` (threads decoding, and as many
+    encoding) None is 4 or the number of CPU cores if fewer: more threads than cores add no
+    speed, only full-resolution images in flight (``benchmarks/NOTES.md``).
     """
     model.eval()
     batch_size = batch_size or default_batch_size(model_device(model))
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     status_path = Path(status_path) if status_path is not None else output_dir / "status.tsv"
-    workers = max(1, int(workers))
+    workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
 
     results: list[Result | Future | None] = [None] * len(inputs)
     jobs: list[tuple[int, Path, Path]] = []  # (index, source, destination)

@@ -2,10 +2,16 @@
 
 Every input row ends with a status: ``ok`` or the reason it was excluded (corrupt, truncated,
 grayscale, ...). A bad file never stops the shard; memory stays flat whatever the shard's size.
+
+Per image the work is: one read of the file (header checked from those bytes), a reduced-size
+JPEG decode when the photo is at least 2x larger than needed, one resize of the 8-bit image in
+OpenCV's BGR order, one float32 Lab conversion (``lab_planes``), written channel-first, as the
+shard stores it. ``benchmarks/NOTES.md`` has the profile this layout comes from.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import logging
 from dataclasses import dataclass
@@ -14,8 +20,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .colorspace import rgb_to_lab
-from .imageio import ImageDecodeError, decode_rgb, read_header, check_size
+from .imageio import ImageDecodeError, load_image
 from .shards import ShardWriter
 
 log = logging.getLogger("colorize.preprocess")
@@ -66,19 +71,60 @@ def resize_square(rgb: np.ndarray, size: int, policy: str = "crop") -> np.ndarra
     return out
 
 
+def _lab(img: np.ndarray, order: str) -> np.ndarray:
+    """HxWx3 uint8 (RGB or BGR) -> HxWx3 float32 Lab: the numbers of ``colorspace.rgb_to_lab``
+    (float32 RGB in [0, 1], OpenCV) without a channel swap and with a one-pass scaling."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {img.dtype}")
+    code = {"RGB": cv2.COLOR_RGB2Lab, "BGR": cv2.COLOR_BGR2Lab}[order]
+    f32 = np.multiply(img, np.float32(1.0 / 255.0), dtype=np.float32)  # one pass (astype + *= is two)
+    return cv2.cvtColor(f32, code, dst=f32)
+
+
+def lab_planes(img: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """HxWx3 uint8 image (``order`` RGB or BGR) -> 3xHxW float32 Lab planes (L, a, b), laid
+    out channel-first as the shards store L and ab."""
+    return np.ascontiguousarray(_lab(img, order).transpose(2, 0, 1))
+
+
+def lightness(img: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """HxWx3 uint8 image -> HxW float32 Lab L (0..100), contiguous: ``lab_planes(img)[0]``
+    without laying out a and b (inference needs only L at full resolution)."""
+    return cv2.extractChannel(_lab(img, order), 0)
+
+
+def mean_chroma_planes(planes: np.ndarray) -> float:
+    """Mean Lab chroma sqrt(a^2 + b^2) of 3xHxW Lab planes."""
+    return float(cv2.mean(cv2.magnitude(planes[1], planes[2]))[0])
+
+
 def prepare_image(path, cfg: PreprocessConfig) -> np.ndarray:
-    """One file -> (size x size x 3) float32 Lab, or ImageDecodeError with the reason."""
-    header = read_header(path)
-    check_size(path, header, max_pixels=cfg.max_pixels, min_side=cfg.min_side)
-    needed = _needed_side(header.height, header.width, cfg.image_size, cfg.resize_policy)
-    rgb = decode_rgb(path, header=header, max_pixels=cfg.max_pixels, needed_side=needed)
-    lab = rgb_to_lab(resize_square(rgb, cfg.image_size, cfg.resize_policy))
-    chroma = float(np.sqrt(lab[..., 1] ** 2 + lab[..., 2] ** 2).mean())
+    """One file -> (size x size x 3) float32 Lab, or ImageDecodeError with the reason.
+
+    The array is a channel-last view of channel-first memory (``lab.transpose(2, 0, 1)`` is
+    contiguous), so ``ShardWriter.append`` stores its L and ab planes without a copy.
+    """
+    img = load_image(path, max_pixels=cfg.max_pixels, min_side=cfg.min_side, bgr=True,
+                     needed_side=lambda h, w: _needed_side(h, w, cfg.image_size, cfg.resize_policy))
+    planes = lab_planes(resize_square(img, cfg.image_size, cfg.resize_policy), "BGR")
+    chroma = mean_chroma_planes(planes)
     if chroma < cfg.gray_chroma_threshold:
         raise ImageDecodeError(
             path, f"grayscale (mean chroma {chroma:.2f} < gray_chroma_threshold {cfg.gray_chroma_threshold})"
         )
-    return lab
+    return planes.transpose(1, 2, 0)
+
+
+@contextlib.contextmanager
+def single_threaded_opencv():
+    """OpenCV's own thread pool off for the duration: a shard job is one core's work (the
+    workflow runs one job per core), and at 256x256 the pool costs more than it gives."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg: PreprocessConfig,
@@ -95,7 +141,7 @@ def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg:
     counts = {"ok": 0, "excluded": 0}
     out_tsv = Path(out_tsv)
     out_tsv.parent.mkdir(parents=True, exist_ok=True)
-    with ShardWriter(out_h5, cfg.image_size, split, cfg.compression) as writer, \
+    with single_threaded_opencv(), ShardWriter(out_h5, cfg.image_size, split, cfg.compression) as writer, \
             open(out_tsv, "w", newline="") as fh:
         status_out = csv.writer(fh, delimiter="\t", lineterminator="\n")
         status_out.writerow(["relpath", "sha256", "status"])
