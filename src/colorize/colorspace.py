@@ -35,21 +35,23 @@ _XYZ2RGB = np.array([[3.240479, -1.53715, -0.498535],
 
 
 def _linear_rgb(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
-    """Lab (L: N, ab: Nx2) -> linear sRGB (Nx3), unclipped, to tell what lies outside the gamut."""
+    """Lab (L: N, ab: Nx2) -> linear sRGB (3xN), unclipped, to tell what lies outside the gamut."""
     fy = (L + 16.0) / 116.0
-    f = np.stack([fy + ab[:, 0] / 500.0, fy, fy - ab[:, 1] / 200.0], axis=-1)
-    xyz = np.where(f > 6.0 / 29.0, f**3, 3.0 * (6.0 / 29.0) ** 2 * (f - 4.0 / 29.0)) * _WHITE
-    return xyz @ _XYZ2RGB.T
+    xyz = []
+    for f, white in ((fy + ab[:, 0] / 500.0, _WHITE[0]), (fy, _WHITE[1]), (fy - ab[:, 1] / 200.0, _WHITE[2])):
+        cube = f * f * f
+        xyz.append(np.where(f > 6.0 / 29.0, cube, (3.0 * (6.0 / 29.0) ** 2) * (f - 4.0 / 29.0)) * white)
+    return _XYZ2RGB @ np.stack(xyz)
 
 
-def _shrink_chroma(L: np.ndarray, ab: np.ndarray, steps: int = 8, tol: float = 1e-3) -> np.ndarray:
+def _shrink_chroma(L: np.ndarray, ab: np.ndarray, steps: int = 6, tol: float = 1e-3) -> np.ndarray:
     """For N pixels (L: N, ab: Nx2): the ab scaled toward gray just enough to lie in the sRGB
     gamut, found by ``steps`` halvings of the scale (to within 2**-steps)."""
     lo, hi = np.zeros(len(L), np.float32), np.ones(len(L), np.float32)
     for _ in range(steps):
         mid = (lo + hi) / 2
         rgb = _linear_rgb(L, ab * mid[:, None])
-        ok = ((rgb >= -tol) & (rgb <= 1 + tol)).all(axis=-1)
+        ok = ((rgb >= -tol) & (rgb <= 1 + tol)).all(axis=0)
         lo, hi = np.where(ok, mid, lo), np.where(ok, hi, mid)
     return ab * lo[:, None]
 
