@@ -12,6 +12,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/model.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/external.smk"
 
 
 rule all:

@@ -14,7 +14,9 @@ the 8-bit RGB of (true L, true ab), at the test shard's size.
 ==================  ==========================================================================
 
 ``evaluate_shards`` runs a model and the gray baseline (ab = 0) over the test shards and
-writes the per-image TSV and the summary TSV a Snakemake rule declares.
+writes the per-image TSV and the summary TSV a Snakemake rule declares. ``evaluate_folder``
+does the same for any folder of photos (e.g. another data set, out of the training domain),
+decoding each file exactly as the shards were made (``preprocess.prepare_image``).
 """
 
 from __future__ import annotations
@@ -32,7 +34,10 @@ from skimage.metrics import structural_similarity
 from tqdm import tqdm
 
 from .colorspace import lab_to_rgb, mean_chroma, rgb_to_lab
-from .infer import default_batch_size, iter_shard_batches, load_model, model_device, predict_l_batch
+from .imageio import ImageDecodeError, is_image_name
+from .infer import default_batch_size, iter_shard_batches, load_model, model_device, predict_l_batch, working_size
+from .manifest import list_files
+from .preprocess import PreprocessConfig, prepare_image
 
 log = logging.getLogger("colorize.metrics")
 
@@ -42,6 +47,7 @@ GRAY = "gray"  # method name of the baseline: the true L with ab = 0
 METRIC_COLUMNS = ("psnr", "ssim", "colorfulness_pred", "colorfulness_true", "chroma_pred", "chroma_true", "auc")
 PER_IMAGE_COLUMNS = ("image", "method", *METRIC_COLUMNS)
 SUMMARY_COLUMNS = ("method", "n_images", *METRIC_COLUMNS, "psnr_minus_gray")
+EXCLUDED_COLUMNS = ("image", "reason")
 
 
 # --- single metrics --------------------------------------------------------------------------
@@ -181,31 +187,40 @@ def evaluate_shards(
     inference does. When given, ``per_image_path`` gets ``PER_IMAGE_COLUMNS`` and
     ``summary_path`` gets ``SUMMARY_COLUMNS`` (one row per method).
     """
-    if method == GRAY:
-        raise ValueError(f"method name {GRAY!r} is reserved for the baseline")
+    _check_method(method)
     model.eval()
     batch_size = batch_size or default_batch_size(model_device(model))
-
-    def score(args) -> list[dict]:
-        rel, L, ab_true, ab_pred = args
-        true_rgb = lab_to_rgb(L, ab_true)
-        gray_rgb = lab_to_rgb(L, np.zeros_like(ab_true))
-        return [
-            {"image": rel, "method": method, **image_metrics(lab_to_rgb(L, ab_pred), true_rgb)},
-            {"image": rel, "method": GRAY, **image_metrics(gray_rgb, true_rgb)},
-        ]
-
     rows: list[dict] = []
     bar = tqdm(desc="evaluate", unit="img", disable=not progress)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="metrics") as pool:
         for shard in test_shards:
             for L, ab_true, rel in iter_shard_batches(shard, batch_size):
                 ab_pred = predict_l_batch(model, L, size)
-                for pair in pool.map(score, zip(rel, L, ab_true, ab_pred)):
+                for pair in pool.map(lambda args: _score(method, *args), zip(rel, L, ab_true, ab_pred)):
                     rows.extend(pair)
                 bar.update(len(rel))
     bar.close()
-    rows.sort(key=lambda r: (r["method"] == GRAY, r["image"]))  # model first, then gray, by image
+    return rows, _finish(rows, per_image_path, summary_path)
+
+
+def _check_method(method: str) -> None:
+    if method == GRAY:
+        raise ValueError(f"method name {GRAY!r} is reserved for the baseline")
+
+
+def _score(method: str, rel: str, L: np.ndarray, ab_true: np.ndarray, ab_pred: np.ndarray) -> list[dict]:
+    """The model's row and the gray baseline's row for one image (L HxW, ab 2xHxW, Lab units)."""
+    true_rgb = lab_to_rgb(L, ab_true)
+    gray_rgb = lab_to_rgb(L, np.zeros_like(ab_true))
+    return [
+        {"image": rel, "method": method, **image_metrics(lab_to_rgb(L, ab_pred), true_rgb)},
+        {"image": rel, "method": GRAY, **image_metrics(gray_rgb, true_rgb)},
+    ]
+
+
+def _finish(rows: list[dict], per_image_path, summary_path) -> list[dict]:
+    """Sort the rows (model first, then gray, by image), summarise, write the TSVs, log; returns the summary."""
+    rows.sort(key=lambda r: (r["method"] == GRAY, r["image"]))
     summary = summarize(rows)
     if per_image_path is not None:
         write_tsv(rows, PER_IMAGE_COLUMNS, per_image_path)
@@ -223,7 +238,81 @@ def evaluate_shards(
             row["colorfulness_pred"],
             row["colorfulness_true"],
         )
-    return rows, summary
+    return summary
+
+
+def evaluate_folder(
+    model: torch.nn.Module,
+    folder: str | Path,
+    image_size: int,
+    resize_policy: str = "crop",
+    per_image_path=None,
+    summary_path=None,
+    excluded_path=None,
+    *,
+    method: str = "model",
+    max_pixels: int = PreprocessConfig.max_pixels,
+    min_side: int = PreprocessConfig.min_side,
+    gray_chroma_threshold: float = PreprocessConfig.gray_chroma_threshold,
+    batch_size: int | None = None,
+    workers: int = 2,
+    progress: bool = False,
+) -> tuple[list[dict], list[dict], list[dict]]:
+    """``evaluate_shards`` for every file below ``folder`` (recursive); returns (per-image rows, summary, excluded).
+
+    Each file goes through ``preprocess.prepare_image`` with ``image_size``, ``resize_policy``
+    and the size and grayscale checks, exactly as a shard image does, so the numbers compare
+    with the test split's. A file it refuses (unreadable, not an image, too small, grayscale,
+    ...) is logged and listed in ``excluded`` (``EXCLUDED_COLUMNS``: image, reason), written to
+    ``excluded_path`` when given; it never stops the evaluation. Relative paths name the images.
+    """
+    _check_method(method)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"evaluation folder {str(folder)!r} does not exist")
+    model.eval()
+    batch_size = batch_size or default_batch_size(model_device(model))
+    cfg = PreprocessConfig(
+        image_size=image_size, resize_policy=resize_policy, max_pixels=max_pixels, min_side=min_side,
+        gray_chroma_threshold=gray_chroma_threshold,
+    )  # fmt: skip
+    relpaths = list_files(folder)
+
+    def load(rel: str):
+        if not is_image_name(rel):  # as the scan stage says it
+            return rel, None, f"not an image file (extension {Path(rel).suffix or 'none'!r})"
+        try:
+            return rel, prepare_image(folder / rel, cfg), ""
+        except ImageDecodeError as e:
+            return rel, None, e.reason
+        except Exception as e:  # an unexpected decoder failure names the file, never stops the run
+            return rel, None, f"decode failed ({type(e).__name__}: {e})"
+
+    rows: list[dict] = []
+    excluded: list[dict] = []
+    bar = tqdm(total=len(relpaths), desc=f"evaluate {folder.name}", unit="img", disable=not progress)
+    with ThreadPoolExecutor(max(1, workers), thread_name_prefix="metrics") as pool:
+        for start in range(0, len(relpaths), batch_size):
+            batch = []
+            for rel, lab, reason in pool.map(load, relpaths[start : start + batch_size]):
+                if lab is None:
+                    log.warning("excluded %s: %s", rel, reason)
+                    excluded.append({"image": rel, "reason": reason})
+                else:
+                    batch.append((rel, lab))
+            if batch:
+                L = np.stack([lab[..., 0] for _, lab in batch])
+                ab_true = np.stack([np.moveaxis(lab[..., 1:], -1, 0) for _, lab in batch])
+                ab_pred = predict_l_batch(model, L)
+                rels = [rel for rel, _ in batch]
+                for pair in pool.map(lambda args: _score(method, *args), zip(rels, L, ab_true, ab_pred)):
+                    rows.extend(pair)
+            bar.update(min(batch_size, len(relpaths) - start))
+    bar.close()
+    log.info("%s: %d of %d files evaluated, %d excluded", folder, len(rows) // 2, len(relpaths), len(excluded))
+    if excluded_path is not None:
+        write_tsv(excluded, EXCLUDED_COLUMNS, excluded_path)
+    return rows, _finish(rows, per_image_path, summary_path), excluded
 
 
 def evaluate_checkpoint(
@@ -252,4 +341,27 @@ def evaluate_checkpoint(
         workers=workers,
         progress=progress,
     )
+    return summary
+
+
+def evaluate_folder_checkpoint(
+    checkpoint,
+    folder,
+    per_image_path,
+    summary_path,
+    excluded_path=None,
+    *,
+    image_size: int | None = None,
+    device=None,
+    **kwargs,
+) -> list[dict]:
+    """``evaluate_folder`` for a checkpoint file (the Snakemake script's one call); returns the summary.
+
+    ``image_size`` None uses the checkpoint's working size (the size of its training shards).
+    Other keyword arguments go to ``evaluate_folder``.
+    """
+    model, ckpt = load_model(checkpoint, device)
+    size = image_size or working_size(ckpt)
+    _, summary, _ = evaluate_folder(model, folder, size, per_image_path=per_image_path, summary_path=summary_path,
+                                    excluded_path=excluded_path, **kwargs)  # fmt: skip
     return summary

@@ -3,7 +3,8 @@
 ``build_model(ModelConfig(...))`` is the one factory. Every model returns its *raw* output
 from ``forward`` (what the loss sees) and turns that into normalised ab with
 ``model.ab_from_output(out)`` (what inference uses), so a regression head (tanh, MSE) and a
-classification head (ab bins, added later) share the training and inference code.
+classification head (a distribution over ab bins, ``loss: zhang``; see ``colorize.quantize``)
+share the training and inference code.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .colorspace import AB_SCALE
+from .quantize import REBALANCE_LAMBDA, TEMPERATURE, annealed_mean, gamut_bins, uniform_prior
+
 ARCHITECTURES = ("seed_ae", "unet")
+LOSSES = ("mse", "zhang")
 
 
 @dataclass
@@ -23,7 +28,9 @@ class ModelConfig:
     base_channels: int = 32  # unet: channels of the first level, doubled at each level down
     depth: int = 4  # unet: number of down-sampling levels
     norm: str = "batch"  # unet: "batch", "group" or "none"
-    loss: str = "mse"  # "mse": tanh regression of ab / 128, as the seed
+    loss: str = "mse"  # "mse": tanh regression of ab / 128, as the seed; "zhang": ab-bin classification
+    temperature: float = TEMPERATURE  # zhang: annealed-mean decoding (1 = mean, -> 0 = mode; paper 0.38)
+    rebalance_lambda: float = REBALANCE_LAMBDA  # zhang: class rebalancing (1 = none; paper 0.5)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -50,8 +57,45 @@ class RegressionHead(nn.Module):
 
     out_channels = 2
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(x)
+
     def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
         return out
+
+
+class ClassificationHead(nn.Module):
+    """Logits over the in-gamut ab bins (Zhang et al. 2016), decoded with the annealed mean.
+
+    Buffers (saved in the state_dict, so a checkpoint carries them): ``bin_centers`` (Q, 2)
+    in Lab units and ``prior`` (Q,), the training set's smoothed ab prior (uniform until
+    training sets it). ``temperature`` may be changed after loading to decode differently.
+    """
+
+    def __init__(self, temperature: float = TEMPERATURE):
+        super().__init__()
+        centres = gamut_bins()
+        self.register_buffer("bin_centers", torch.from_numpy(centres.copy()))
+        self.register_buffer("prior", torch.from_numpy(uniform_prior(len(centres))).float())
+        self.temperature = float(temperature)
+
+    @property
+    def out_channels(self) -> int:
+        return len(self.bin_centers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x  # logits; the loss applies log_softmax
+
+    def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
+        return annealed_mean(out, self.bin_centers, self.temperature) / AB_SCALE
+
+
+def make_head(cfg: "ModelConfig") -> nn.Module:
+    if cfg.loss == "mse":
+        return RegressionHead()
+    if cfg.loss == "zhang":
+        return ClassificationHead(cfg.temperature)
+    raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {LOSSES}")
 
 
 def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -63,11 +107,13 @@ class SeedAE(nn.Module):
 
     Encoder 64->512 with three stride-2 convolutions, decoder with nearest upsampling,
     tanh output; input sizes that are not a multiple of 8 are padded and cropped back.
+    With ``loss: zhang`` the last convolution gives one logit per ab bin instead (no tanh).
     """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
+        head = make_head(cfg)
         self.encoder = nn.Sequential(
             *conv_relu(1, 64, 2),
             *conv_relu(64, 128),
@@ -85,11 +131,19 @@ class SeedAE(nn.Module):
             nn.Upsample(scale_factor=2, mode="nearest"),
             *conv_relu(64, 32),
             *conv_relu(32, 16),
-            nn.Conv2d(16, 2, 3, padding=1),
-            nn.Tanh(),
+            nn.Conv2d(16, head.out_channels, 3, padding=1),
+            head,  # tanh (the seed) or logits; in place of the seed's Tanh, so its state_dict keys stay
             nn.Upsample(scale_factor=2, mode="nearest"),
         )
-        self.head = RegressionHead()
+
+    @property
+    def head(self) -> nn.Module:
+        return self.decoder[-2]
+
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        """The last convolution, which feeds the head."""
+        return self.decoder[-3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = _pad_to_multiple(x, 8)
@@ -133,8 +187,13 @@ class UNet(nn.Module):
         self.ups = nn.ModuleList(
             DoubleConv(chans[i + 1] + chans[i], chans[i], cfg.norm) for i in reversed(range(cfg.depth))
         )
-        self.head = RegressionHead()
+        self.head = make_head(cfg)
         self.out = nn.Conv2d(chans[0], self.head.out_channels, 1)
+
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        """The last convolution, which feeds the head."""
+        return self.out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x, (h, w) = _pad_to_multiple(x, 2**self.cfg.depth)
@@ -146,15 +205,25 @@ class UNet(nn.Module):
             skip = skips.pop()
             y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             y = up(torch.cat([y, skip], dim=1))
-        return torch.tanh(self.out(y))[..., :h, :w]
+        return self.head(self.out(y))[..., :h, :w]
 
     def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
         return self.head.ab_from_output(out)
 
 
+@torch.no_grad()
+def init_logits_to(model: nn.Module, distribution, floor: float = 1e-6) -> None:
+    """Set a classification model's output bias to ``log(distribution)`` (Q,), so that training
+    starts from that colour distribution instead of a uniform one over all bins (saves the
+    first hundreds of steps, which matters on a short budget). Probabilities are floored."""
+    p = torch.as_tensor(distribution, dtype=torch.float64).clamp_min(floor)
+    conv = model.output_conv
+    conv.bias.copy_(torch.log(p / p.sum()).to(conv.bias))
+
+
 def build_model(cfg: ModelConfig) -> nn.Module:
-    if cfg.loss != "mse":
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose mse")
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {LOSSES}")
     if cfg.arch == "seed_ae":
         return SeedAE(cfg)
     if cfg.arch == "unet":

@@ -7,6 +7,7 @@
 ``best.pt``          the weights of the epoch with the best validation PSNR (no optimiser)
 ``history.tsv``      one row per epoch: epoch, train_loss, val_loss, val_psnr, images_per_s, seconds
 ``loss_curve.png``   train and validation loss per epoch, validation PSNR on a second axis
+``ab_prior.pt``      ``loss: zhang`` only: the train shards' ab-bin prior (computed once, reused)
 ===================  =====================================================================
 
 A checkpoint is a plain dict (see ``FORMAT_VERSION``) holding only tensors and Python
@@ -31,11 +32,11 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import __version__
+from . import __version__, quantize
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset, shard_info, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
-from .models import ModelConfig, build_model, count_parameters
+from .models import ModelConfig, build_model, count_parameters, init_logits_to
 
 log = logging.getLogger("colorize.train")
 
@@ -97,11 +98,36 @@ def split_settings(settings: dict, model_name: str = "?") -> tuple[ModelConfig, 
     return model_cfg, train_cfg
 
 
-def loss_for(model_cfg: ModelConfig):
-    """The training loss ``f(raw_output, ab_norm) -> scalar`` for a model's head."""
+def loss_for(model_cfg: ModelConfig, prior=None):
+    """The training loss ``f(raw_output, ab_norm) -> scalar`` for a model's head.
+
+    ``zhang``: the class-rebalanced soft cross-entropy over ab bins (``quantize``), with
+    weights from ``prior`` (Q,) and ``model_cfg.rebalance_lambda``; ``prior`` None = uniform.
+    """
     if model_cfg.loss == "mse":
         return lambda out, ab_norm: F.mse_loss(out.float(), ab_norm)
-    raise ValueError(f"unknown loss {model_cfg.loss!r}; choose mse")
+    if model_cfg.loss == "zhang":
+        centres = torch.from_numpy(quantize.gamut_bins().copy())
+        prior = quantize.uniform_prior(len(centres)) if prior is None else np.asarray(prior, np.float64)
+        weights = torch.from_numpy(quantize.rebalance_weights(prior, model_cfg.rebalance_lambda)).float()
+        return lambda out, ab_norm: quantize.rebalanced_cross_entropy(out, denormalize_ab(ab_norm), centres, weights)
+    raise ValueError(f"unknown loss {model_cfg.loss!r}; choose mse or zhang")
+
+
+AB_PRIOR_NAME = "ab_prior.pt"  # zhang loss: the train shards' ab prior, computed once per shard set
+
+
+def _prepare_loss(model: nn.Module, model_cfg: ModelConfig, train_shards, out_dir: Path, fingerprint: str):
+    """``loss_for`` the model; for ``zhang`` first the ab prior of the train shards (cached in
+    ``out_dir``), also stored in the model's ``head.prior`` so that checkpoints carry it, and
+    the output bias set so that a fresh model predicts the rebalanced prior (``prior * w``, the
+    best guess that ignores the image); a resumed model's weights then replace it."""
+    if model_cfg.loss != "zhang":
+        return loss_for(model_cfg)
+    prior = quantize.ab_prior(train_shards, out_dir / AB_PRIOR_NAME, fingerprint)
+    model.head.prior.copy_(torch.from_numpy(prior))
+    init_logits_to(model, prior * quantize.rebalance_weights(prior, model_cfg.rebalance_lambda))
+    return loss_for(model_cfg, prior)
 
 
 # --- checkpoints -----------------------------------------------------------------------------
@@ -157,7 +183,8 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
     if ckpt.get("format_version") != FORMAT_VERSION:
         log.warning("%s has format %r, not %d; starting over", path, ckpt.get("format_version"), FORMAT_VERSION)
         return None
-    if ckpt["model_config"] != model_cfg.to_dict():
+    # defaults filled in: a checkpoint saved before a setting existed compares with that setting's default
+    if {**ModelConfig().to_dict(), **ckpt["model_config"]} != model_cfg.to_dict():
         log.warning("%s has model config %s, now %s; starting over", path, ckpt["model_config"], model_cfg.to_dict())
         return None
     old, new = ckpt["train_config"], train_cfg.to_dict()
@@ -330,12 +357,12 @@ def train(
     seed_everything(cfg.seed)
     model = to_device_format(build_model(model_cfg), device)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = loss_for(model_cfg)
     history: list[dict] = []
     best_val_psnr = None
     start_epoch = 1
     data = {"train": shards_fingerprint(train_shards), "val": shards_fingerprint(val_shards),
             "image_size": next((shard_info(p)[1] for p in train_shards if shard_info(p)[0]), None)}
+    loss_fn = _prepare_loss(model, model_cfg, train_shards, out_dir, data["train"])
     resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
     if resumed is not None:
         model.load_state_dict(resumed["model"])

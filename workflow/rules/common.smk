@@ -14,6 +14,7 @@ wildcard_constraints:
     split="train|val|test",
     shard=r"\d{3}",
     model=r"[A-Za-z0-9_.-]+",
+    evalset=r"[A-Za-z0-9_.-]+",
 
 
 DATASET = config["dataset"]["name"]
@@ -46,6 +47,11 @@ if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
         f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
         "or an existing folder"
     )
+for _name, _folder in config["eval_sets"].items():
+    if not Path(_folder).is_dir():
+        raise WorkflowError(
+            f"config: eval_sets.{_name} {_folder!r} is not an existing folder"
+        )
 
 
 def raw_root(wildcards):
@@ -68,7 +74,8 @@ def scan_inputs(wildcards):
 
 def shard_images(wildcards):
     """The raw files of one shard, in scan order, read from the scan: a shard's job reruns
-    when its own files change (added, removed, modified), not when another shard's do."""
+    when its own files change (added, removed, modified), not when another shard's do.
+    """
     from colorize.manifest import read_tsv, shard_rows
 
     scan_tsv = checkpoints.scan.get(dataset=wildcards.dataset).output.tsv
@@ -97,6 +104,19 @@ def preprocess_params():
     }
 
 
+def eval_set_folder(wildcards):
+    """The folder of one `eval_sets:` entry."""
+    return config["eval_sets"][wildcards.evalset]
+
+
+def eval_set_images(wildcards):
+    """Every file of an evaluation folder, so that adding or changing one reruns the evaluation."""
+    from colorize.manifest import list_files
+
+    root = eval_set_folder(wildcards)
+    return [os.path.join(root, r) for r in list_files(root)]
+
+
 def model_settings(wildcards):
     """One `models:` entry: architecture and training settings (a change retrains only it)."""
     return config["models"][wildcards.model]
@@ -115,4 +135,8 @@ def all_targets():
         ]
         if config["colorize"]["input_dir"]:
             targets.append(f"results/{DATASET}/colorized/{model}/status.tsv")
+        for evalset in config["eval_sets"]:
+            targets.append(
+                f"results/{DATASET}/eval/{model}/external/{evalset}/summary.tsv"
+            )
     return targets

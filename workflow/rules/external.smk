@@ -1,0 +1,42 @@
+# Evaluation on photo folders outside the training data (config `eval_sets:`), model vs gray.
+
+
+rule evaluate_external:
+    """Per-image metrics of the model and the gray baseline on one `eval_sets:` folder."""
+    input:
+        checkpoint="results/{dataset}/models/{model}/best.pt",
+        images=eval_set_images,
+    output:
+        per_image=report(
+            "results/{dataset}/eval/{model}/external/{evalset}/per_image.tsv",
+            caption="../report/external_per_image.rst",
+            category="Evaluation on other photos",
+            subcategory="{evalset}",
+        ),
+        summary=report(
+            "results/{dataset}/eval/{model}/external/{evalset}/summary.tsv",
+            caption="../report/external_summary.rst",
+            category="Evaluation on other photos",
+            subcategory="{evalset}",
+        ),
+        excluded="results/{dataset}/eval/{model}/external/{evalset}/excluded.tsv",
+    params:
+        folder=eval_set_folder,
+        image_size=config["image_size"],
+        resize_policy=config["resize_policy"],
+        max_pixels=config["max_pixels"],
+        min_side=config["min_side"],
+        gray_chroma_threshold=config["gray_chroma_threshold"],
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/evaluate_external/{model}/{evalset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate_external/{model}/{evalset}.tsv"
+    script:
+        "../scripts/evaluate_external.py"
