@@ -12,6 +12,9 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
+# Fixtures shared across modules: a local HTTP server, and the SLURM cluster.
+pytest_plugins = ["http_server", "slurm_cluster"]
+
 
 def colour_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
     """A smooth, clearly coloured HxWx3 uint8 image (gradients + a blob), unique per seed."""

@@ -12,7 +12,6 @@ import tarfile
 import zipfile
 
 import pytest
-from http_server import http_server  # noqa: F401  (the fixture)
 
 from colorize.archive import UnsafeArchiveError
 from colorize.download import AcquiredFile, ChecksumError, DownloadError, acquire, fetch, url_basename

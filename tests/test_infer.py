@@ -13,7 +13,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from colorize.colorspace import lab_to_rgb, normalize_ab, rgb_to_lab
+from colorize.colorspace import normalize_ab, rgb_to_lab
 from colorize.imageio import ImageDecodeError, as_rgb_uint8, read_rgb
 from colorize.infer import (
     collect_inputs,
@@ -22,7 +22,6 @@ from colorize.infer import (
     load_model,
     predict_l_batch,
     predict_shard,
-    write_shard_predictions,
 )
 from colorize.metrics import read_tsv
 from colorize.models import ModelConfig, build_model
@@ -142,14 +141,6 @@ def test_predict_shard_matches_direct_prediction(test_shard):
     np.testing.assert_allclose(ab, predict_l_batch(model, L), atol=1e-4)
     resized = predict_shard(model, test_shard, size=16)  # through a working size: back at the shard's size
     assert resized.shape == (5, 2, 32, 32)
-
-
-def test_write_shard_predictions(test_shard, tmp_path):
-    out = write_shard_predictions(tinted_model(), [test_shard], tmp_path / "pred.h5", batch_size=2)
-    with h5py.File(out) as f:
-        assert f["ab"].shape == (5, 2, 32, 32)
-        assert [s.decode() for s in f["relpath"][...]] == [f"img{i}.jpg" for i in range(5)]
-        assert f.attrs["count"] == 5
 
 
 def test_load_model_roundtrip(tmp_path):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from slurm_cluster import REPO, _run, slurm_cluster  # noqa: F401  (fixture)
+from slurm_cluster import REPO, _run
 
 pytestmark = pytest.mark.slurm
 
@@ -72,7 +72,7 @@ def _slurm_job_info(job_ids: list[str], has_sacct: bool) -> dict[str, dict[str, 
 
 
 def test_slurm_profile_runs_every_job_on_slurm_with_gpu(
-    slurm_cluster, tmp_path  # noqa: F811  (the fixture imported above)
+    slurm_cluster, tmp_path
 ):
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(python=sys.executable))
     # Snakemake ignores SIGTERM; SIGINT makes it cancel its SLURM jobs.

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from conftest import make_good_images
-from slurm_cluster import REPO, slurm_cluster  # noqa: F401  (fixture)
+from slurm_cluster import REPO
 from test_slurm_smoke import _slurm_job_info
 from workflow_utils import copy_workflow, snakemake, tiny_config, write_config
 
@@ -36,7 +36,7 @@ def _shards(work):
     return out
 
 
-def test_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):  # noqa: F811
+def test_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     make_good_images(tmp_path / "photos", n=8, size=(48, 64))
     local = copy_workflow(tmp_path / "local")
     cluster = copy_workflow(tmp_path / "cluster")

@@ -6,7 +6,6 @@ import h5py
 import pytest
 
 from colorize.manifest import read_tsv
-from http_server import http_server  # noqa: F401  (fixture)
 from workflow_utils import planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slow

@@ -164,6 +164,6 @@ def test_killed_training_resumes_from_its_checkpoint(completed, tmp_path):
     write_config(work, cfg)
     snakemake(work)
     log = (work / "results/tiny/logs/train/unet.log").read_text()
-    assert f"resum" in log.lower() and str(saved_epoch) in log
+    assert "resum" in log.lower() and str(saved_epoch) in log
     hist = read_tsv(work / "results/tiny/models/unet/history.tsv")
     assert [int(r["epoch"]) for r in hist] == list(range(1, saved_epoch + 3))

@@ -76,12 +76,26 @@ def shard_images(wildcards):
     """The raw files of one shard, in scan order, read from the scan: a shard's job reruns
     when its own files change (added, removed, modified), not when another shard's do.
     """
-    from colorize.manifest import read_tsv, shard_rows
+    from colorize.manifest import shard_rows
 
     scan_tsv = checkpoints.scan.get(dataset=wildcards.dataset).output.tsv
     root = raw_root(wildcards)
-    rows = shard_rows(read_tsv(scan_tsv), wildcards.split, wildcards.shard)
+    rows = shard_rows(scan_rows(scan_tsv), wildcards.split, wildcards.shard)
     return [os.path.join(root, r["relpath"]) for r in rows]
+
+
+_SCAN_CACHE = {}
+
+
+def scan_rows(scan_tsv):
+    """The scan's rows, parsed once per version of the file (not once per shard job)."""
+    from colorize.manifest import read_tsv
+
+    key = (scan_tsv, os.stat(scan_tsv).st_mtime_ns)
+    if key not in _SCAN_CACHE:
+        _SCAN_CACHE.clear()
+        _SCAN_CACHE[key] = read_tsv(scan_tsv)
+    return _SCAN_CACHE[key]
 
 
 def shard_files(dataset, split, ext="h5"):

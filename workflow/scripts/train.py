@@ -15,15 +15,10 @@ from pathlib import Path
 
 import torch
 
+from colorize.logs import snakemake_log
 from colorize.train import BEST_NAME, CHECKPOINT_NAME, CURVE_NAME, HISTORY_NAME, split_settings, train
 
-logging.basicConfig(
-    filename=snakemake.log[0],  # noqa: F821 (snakemake is injected)
-    level=logging.INFO,
-    format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    force=True,
-)
-logging.captureWarnings(True)
+snakemake_log(snakemake)  # noqa: F821 (snakemake is injected)
 log = logging.getLogger("colorize.workflow.train")
 
 
@@ -56,8 +51,4 @@ def main(smk) -> None:
     log.info("done: %s", summary)
 
 
-try:
-    main(snakemake)  # noqa: F821
-except Exception:
-    log.exception("training failed")
-    raise
+main(snakemake)  # noqa: F821
