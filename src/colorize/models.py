@@ -22,6 +22,15 @@ ARCHITECTURES = ("seed_ae", "unet")
 LOSSES = ("mse", "zhang")
 
 
+def dataclass_from_dict(cls, d: dict, what: str):
+    """Build a settings dataclass from a dict; an unknown key is an error that names it."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown {what} setting(s) {sorted(unknown)}; known: {sorted(known)}")
+    return cls(**d)
+
+
 @dataclass
 class ModelConfig:
     arch: str = "seed_ae"  # "seed_ae" (the seed's Keras autoencoder, layer for layer) or "unet"
@@ -34,11 +43,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown model setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "model")
 
     def to_dict(self) -> dict:
         return asdict(self)

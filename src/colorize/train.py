@@ -36,7 +36,7 @@ from . import __version__, quantize
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset, shard_info, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
-from .models import ModelConfig, build_model, count_parameters, init_logits_to
+from .models import ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to
 
 log = logging.getLogger("colorize.train")
 
@@ -69,11 +69,7 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training setting(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**d)
+        return dataclass_from_dict(cls, d, "training")
 
     def to_dict(self) -> dict:
         return asdict(self)
