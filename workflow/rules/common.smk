@@ -6,7 +6,24 @@ from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 
-validate(config, schema="../schemas/config.schema.yaml")
+def check_config(config, schema_file):
+    """Every schema violation in one line each, naming the key (before any job starts)."""
+    import jsonschema
+    import yaml
+
+    with open(schema_file) as fh:
+        schema = yaml.safe_load(fh)
+    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
+    lines = sorted(
+        f"config key {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
+        for e in errors
+    )
+    if lines:
+        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(lines))
+
+
+check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
 
 
 wildcard_constraints:
