@@ -16,7 +16,7 @@ from PIL import Image
 
 from colorize.cli import build_parser
 from colorize.infer import STATUS_COLUMNS
-from colorize.metrics import read_tsv
+from colorize.tsv import read_tsv
 from colorize.models import ModelConfig, build_model
 
 COLORIZE = Path(sys.executable).with_name("colorize")  # the console script installed beside python

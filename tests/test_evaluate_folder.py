@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from conftest import make_bad_images, make_good_images
+from colorize.tsv import read_tsv
 from colorize.metrics import (
     EXCLUDED_COLUMNS,
     GRAY,
@@ -14,7 +15,6 @@ from colorize.metrics import (
     evaluate_folder,
     evaluate_folder_checkpoint,
     evaluate_shards,
-    read_tsv,
 )
 from colorize.models import ModelConfig, build_model
 from colorize.preprocess import PreprocessConfig, build_shard

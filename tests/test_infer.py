@@ -23,7 +23,7 @@ from colorize.infer import (
     predict_l_batch,
     predict_shard,
 )
-from colorize.metrics import read_tsv
+from colorize.tsv import read_tsv
 from colorize.models import ModelConfig, build_model
 from colorize.shards import ShardWriter
 

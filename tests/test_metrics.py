@@ -13,6 +13,7 @@ from skimage.metrics import structural_similarity
 from torch import nn
 
 from colorize.colorspace import lab_to_rgb, normalize_ab, rgb_to_lab
+from colorize.tsv import read_tsv
 from colorize.metrics import (
     GRAY,
     PER_IMAGE_COLUMNS,
@@ -24,7 +25,6 @@ from colorize.metrics import (
     evaluate_shards,
     image_metrics,
     psnr,
-    read_tsv,
     ssim,
 )
 from colorize.models import ModelConfig, build_model

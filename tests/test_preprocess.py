@@ -8,7 +8,8 @@ from PIL import Image
 
 from colorize.colorspace import lab_to_rgb, rgb_to_lab
 from colorize.imageio import ImageDecodeError, decode_rgb, jpeg_reduction, read_header
-from colorize.manifest import merge, read_tsv, scan, shard_rows, summarize, write_tsv, reason_category
+from colorize.manifest import merge, reason_category, scan, shard_rows, summarize
+from colorize.tsv import read_tsv, write_tsv
 from colorize.preprocess import PreprocessConfig, build_shard, prepare_image, resize_square
 from colorize.shards import read_shard
 from conftest import colour_photo, make_bad_images, make_odd_but_good_images, save

@@ -25,7 +25,7 @@ def test_gray_detection_matches_the_answer_key():
     key.discard("relpath")
     root = DATA / "intel_natural"
     cfg = PreprocessConfig(image_size=128)
-    flagged, disagree = set(), []
+    flagged = set()
     for p in sorted(root.rglob("*.jpg")):
         rel = p.relative_to(root).as_posix()
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import h5py
 import pytest
 
-from colorize.manifest import read_tsv
+from colorize.tsv import read_tsv
 from workflow_utils import planned_jobs, snakemake, tiny_config, write_config
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ import h5py
 import pytest
 import yaml
 
-from colorize.manifest import read_tsv
+from colorize.tsv import read_tsv
 from conftest import colour_photo, make_bad_images, make_good_images, save
 from workflow_utils import SNAKEMAKE, copy_workflow, planned_jobs, snakemake, tiny_config, write_config
 

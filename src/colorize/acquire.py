@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
 from .manifest import copy_builtin
+from .tsv import write_tsv
 
 log = logging.getLogger("colorize.acquire")
 
@@ -26,10 +26,7 @@ def fetch_source(source: str, raw_dir, log_tsv, *, sha256: str | None = None, pr
         rows = [_record_row(r) for r in acquire(source, raw_dir, sha256=sha256, progress=progress)]
     else:
         raise ValueError(f"dataset.source {source!r}: not 'builtin' or an http(s):// URL")
-    with open(log_tsv, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=["source", "relpath", "status"], delimiter="\t", lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
+    write_tsv(rows, log_tsv, ["source", "relpath", "status"])
     log.info("fetched %d files into %s", sum(r["status"] == "ok" for r in rows), raw_dir)
 
 

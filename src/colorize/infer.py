@@ -33,6 +33,7 @@ from .device import autocast, configure_backends, pick_device, to_device_format
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, load_image
 from .preprocess import lightness
 from .train import load_checkpoint
+from .tsv import write_tsv
 
 log = logging.getLogger("colorize.infer")
 
@@ -226,22 +227,11 @@ def write_rgb(path: Path, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> 
         tmp.unlink(missing_ok=True)
 
 
-def _clean(text: str) -> str:
-    return " ".join(str(text).split())  # no tabs or newlines inside a TSV field
-
-
 def write_status(results: Sequence[Result], path) -> Path:
     """One row per input: ``input status output width height reason`` (tab-separated, atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(STATUS_COLUMNS)]
-    for r in results:
-        size = (r.width, r.height) if r.width else ("", "")  # unknown for a file that was never decoded
-        lines.append("\t".join(_clean(v) for v in (r.input, r.status, r.output or "", *size, r.reason)))
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    rows = [dict(zip(STATUS_COLUMNS, (r.input, r.status, r.output or "", r.width or "", r.height or "", r.reason)))
+            for r in results]  # width/height unknown for a file that was never decoded
+    return write_tsv(rows, path, STATUS_COLUMNS)
 
 
 def collect_inputs(

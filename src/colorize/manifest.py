@@ -8,7 +8,6 @@ every file the user gave, whether it reached a shard and if not, why.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import hashlib
 import logging
@@ -20,6 +19,7 @@ from pathlib import Path
 
 from . import split as splitmod
 from .imageio import ImageDecodeError, check_size, is_image_name, read_header
+from .tsv import read_tsv
 
 log = logging.getLogger("colorize.manifest")
 
@@ -125,22 +125,6 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
                                               test_fraction=test_fraction, shards=shards, seed=seed)
         row["shard"] = f"{shard:03d}"
     return rows
-
-
-def write_tsv(rows: list[dict], path, columns=SCAN_COLUMNS) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, delimiter="\t", lineterminator="\n", extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def read_tsv(path) -> list[dict]:
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh, delimiter="\t"))
 
 
 def shard_rows(scan_rows: list[dict], split: str, shard: str) -> list[dict]:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Sequence
@@ -38,6 +37,7 @@ from .imageio import ImageDecodeError, is_image_name
 from .infer import default_batch_size, iter_shard_batches, load_model, model_device, predict_l_batch, working_size
 from .manifest import list_files
 from .preprocess import PreprocessConfig, prepare_image
+from .tsv import write_tsv
 
 log = logging.getLogger("colorize.metrics")
 
@@ -124,32 +124,6 @@ def image_metrics(pred_rgb: np.ndarray, true_rgb: np.ndarray) -> dict[str, float
 # --- TSV -------------------------------------------------------------------------------------
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "" if math.isnan(v) else f"{v:.6g}"
-    return " ".join(str(v).split())
-
-
-def write_tsv(rows: Sequence[dict], columns: Sequence[str], path) -> Path:
-    """Rows as a tab-separated table with a header (written atomically)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    lines = ["\t".join(columns)] + ["\t".join(_fmt(row.get(c, "")) for c in columns) for row in rows]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-    return path
-
-
-def read_tsv(path) -> list[dict[str, str]]:
-    """A TSV written by ``write_tsv`` -> rows of strings keyed by column."""
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    if not lines:
-        return []
-    header = lines[0].split("\t")
-    return [dict(zip(header, line.split("\t"))) for line in lines[1:] if line]
-
-
 # --- evaluation over the test split ------------------------------------------------------------
 
 
@@ -223,9 +197,9 @@ def _finish(rows: list[dict], per_image_path, summary_path) -> list[dict]:
     rows.sort(key=lambda r: (r["method"] == GRAY, r["image"]))
     summary = summarize(rows)
     if per_image_path is not None:
-        write_tsv(rows, PER_IMAGE_COLUMNS, per_image_path)
+        write_tsv(rows, per_image_path, PER_IMAGE_COLUMNS)
     if summary_path is not None:
-        write_tsv(summary, SUMMARY_COLUMNS, summary_path)
+        write_tsv(summary, summary_path, SUMMARY_COLUMNS)
     for row in summary:
         log.info(
             "%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f)",
@@ -311,7 +285,7 @@ def evaluate_folder(
     bar.close()
     log.info("%s: %d of %d files evaluated, %d excluded", folder, len(rows) // 2, len(relpaths), len(excluded))
     if excluded_path is not None:
-        write_tsv(excluded, EXCLUDED_COLUMNS, excluded_path)
+        write_tsv(excluded, excluded_path, EXCLUDED_COLUMNS)
     return rows, _finish(rows, per_image_path, summary_path), excluded
 
 

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 
 from .colorspace import lab_to_rgb
 from .infer import load_model, predict_l_batch
-from .metrics import GRAY, read_tsv
+from .metrics import GRAY
+from .tsv import read_tsv
 
 
 def _save(fig: Figure, path) -> Path:

@@ -12,7 +12,6 @@ shard stores it. ``benchmarks/NOTES.md`` has the profile this layout comes from.
 from __future__ import annotations
 
 import contextlib
-import csv
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from .imageio import ImageDecodeError, load_image
 from .shards import ShardWriter
+from .tsv import row_line
 
 log = logging.getLogger("colorize.preprocess")
 
@@ -142,25 +142,24 @@ def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg:
     out_tsv = Path(out_tsv)
     out_tsv.parent.mkdir(parents=True, exist_ok=True)
     with single_threaded_opencv(), ShardWriter(out_h5, cfg.image_size, split, cfg.compression) as writer, \
-            open(out_tsv, "w", newline="") as fh:
-        status_out = csv.writer(fh, delimiter="\t", lineterminator="\n")
-        status_out.writerow(["relpath", "sha256", "status"])
+            open(out_tsv, "w", encoding="utf-8") as fh:
+        fh.write("relpath\tsha256\tstatus\n")  # streamed: one line per image as it is done
         for row, path in tqdm(zip(rows, paths), total=len(rows), desc=Path(out_h5).stem, unit="img",
                               disable=not progress, mininterval=1.0):
             try:
                 lab = prepare_image(path, cfg)
             except ImageDecodeError as e:
                 log.warning("excluded %s: %s", row["relpath"], e.reason)
-                status_out.writerow([row["relpath"], row["sha256"], e.reason])
+                fh.write(row_line((row["relpath"], row["sha256"], e.reason)) + "\n")
                 counts["excluded"] += 1
                 continue
             except Exception as e:  # an unexpected decoder failure names the file, never stops the shard
                 log.exception("excluded %s: unexpected error", row["relpath"])
-                status_out.writerow([row["relpath"], row["sha256"], f"decode failed ({type(e).__name__}: {e})"])
+                fh.write(row_line((row["relpath"], row["sha256"], f"decode failed ({type(e).__name__}: {e})")) + "\n")
                 counts["excluded"] += 1
                 continue
             writer.append(lab, row["relpath"], row["sha256"])
-            status_out.writerow([row["relpath"], row["sha256"], "ok"])
+            fh.write(row_line((row["relpath"], row["sha256"], "ok")) + "\n")
             counts["ok"] += 1
     log.info("%s: %d images written, %d excluded", out_h5, counts["ok"], counts["excluded"])
     return counts

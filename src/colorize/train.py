@@ -37,6 +37,7 @@ from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset, shard_info, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .models import ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to
+from .tsv import cell, write_tsv
 
 log = logging.getLogger("colorize.train")
 
@@ -200,18 +201,9 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
 # --- history, curve --------------------------------------------------------------------------
 
 
-def _fmt(v) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return ""
-    return f"{v:.6g}" if isinstance(v, float) else str(v)
-
-
 def write_history(history: list[dict], path: Path) -> None:
     """TSV with ``HISTORY_COLUMNS``; a missing value (no validation images) is an empty field."""
-    tmp = path.with_name(path.name + ".tmp")
-    lines = ["\t".join(HISTORY_COLUMNS)] + ["\t".join(_fmt(row.get(c)) for c in HISTORY_COLUMNS) for row in history]
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_tsv(history, path, HISTORY_COLUMNS)
 
 
 def plot_history(history: list[dict], path: Path, title: str = "") -> None:
@@ -442,7 +434,7 @@ def train(
             last_plot = time.perf_counter()
         log.info(
             "epoch %d/%d: train loss %.5g, val loss %s, val PSNR %s dB%s, %.1f images/s, %.1f s",
-            epoch, cfg.epochs, train_loss, _fmt(history[-1]["val_loss"]), _fmt(history[-1]["val_psnr"]),
+            epoch, cfg.epochs, train_loss, cell(history[-1]["val_loss"]), cell(history[-1]["val_psnr"]),
             " (best)" if improved and not math.isnan(val_psnr) else "", history[-1]["images_per_s"],
             history[-1]["seconds"],
         )  # fmt: skip

@@ -22,7 +22,9 @@ def check_config(config, schema_file):
         raise WorkflowError("invalid configuration:\n  " + "\n  ".join(lines))
 
 
-check_config(config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml"))
+check_config(
+    config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
+)
 validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
 
 
@@ -106,7 +108,7 @@ _SCAN_CACHE = {}
 
 def scan_rows(scan_tsv):
     """The scan's rows, parsed once per version of the file (not once per shard job)."""
-    from colorize.manifest import read_tsv
+    from colorize.tsv import read_tsv
 
     key = (scan_tsv, os.stat(scan_tsv).st_mtime_ns)
     if key not in _SCAN_CACHE:

@@ -3,7 +3,8 @@
 import logging
 
 from colorize.logs import snakemake_log
-from colorize.manifest import merge, read_tsv, summarize, write_tsv
+from colorize.manifest import merge, summarize
+from colorize.tsv import read_tsv, write_tsv
 
 snakemake_log(snakemake)
 rows = merge(read_tsv(snakemake.input.scan), snakemake.input.status)

@@ -1,7 +1,8 @@
 """Stages 2-3 for one shard: decode, resize, Lab, HDF5."""
 
 from colorize.logs import snakemake_log
-from colorize.manifest import read_tsv, shard_rows
+from colorize.manifest import shard_rows
+from colorize.tsv import read_tsv
 from colorize.preprocess import PreprocessConfig, build_shard
 
 snakemake_log(snakemake)
