@@ -39,22 +39,13 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from .colorspace import AB_SCALE, L_CENTER, L_SCALE
-from .shards import read_shard
+from .shards import read_shard, shard_info
 
 log = logging.getLogger("colorize.data")
 
 Sample = tuple[torch.Tensor, torch.Tensor]
 Draws = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]  # order, tops, lefts, flips
 SAMPLE_CHUNK = 64  # samples cut together when iterating sample by sample
-
-
-def shard_info(path) -> tuple[int, int]:
-    """(number of images, image size) of a shard, from its dataset shapes (cheap: no image read)."""
-    with h5py.File(path, "r") as f:
-        n, h, w = f["L"].shape
-    if h != w:
-        raise ValueError(f"{path}: images are {h}x{w}; shards hold square images")
-    return int(n), int(h)
 
 
 def shards_fingerprint(paths: Sequence[str | Path]) -> str:

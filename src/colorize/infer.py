@@ -23,7 +23,6 @@ from pathlib import Path, PurePath
 from typing import Iterator, Sequence
 
 import cv2
-import h5py
 import numpy as np
 import torch
 from tqdm import tqdm
@@ -32,6 +31,7 @@ from .colorspace import denormalize_ab, lab_to_rgb, normalize_l
 from .device import autocast, configure_backends, pick_device, to_device_format
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, load_image
 from .preprocess import lightness
+from .shards import iter_batches, shard_info
 from .train import load_checkpoint
 from .tsv import write_tsv
 
@@ -139,15 +139,6 @@ def colorize_arrays(
 # Shards (the test split): predictions at the shard's own size.
 
 
-def iter_shard_batches(shard_path, batch_size: int = 32) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-    """(L (B,H,W), ab (B,2,H,W), relpaths) float32 Lab batches, read a batch at a time (flat memory)."""
-    with h5py.File(shard_path, "r") as f:
-        n = f["L"].shape[0]
-        for sl in _batches(n, batch_size):
-            rel = [s.decode() if isinstance(s, bytes) else str(s) for s in f["relpath"][sl]]
-            yield f["L"][sl].astype(np.float32), f["ab"][sl].astype(np.float32), rel
-
-
 def predict_l_batch(model: torch.nn.Module, L: np.ndarray, size: int | None = None) -> np.ndarray:
     """L batch (B, H, W) in Lab units -> predicted ab (B, 2, H, W), via the working size ``size``."""
     b, h, w = L.shape
@@ -167,11 +158,10 @@ def predict_shard(
     """
     model.eval()
     batch_size = batch_size or default_batch_size(model_device(model))
-    parts = [predict_l_batch(model, L, size) for L, _, _ in iter_shard_batches(shard_path, batch_size)]
+    parts = [predict_l_batch(model, L, size) for L, _, _ in iter_batches(shard_path, batch_size)]
     if not parts:
-        with h5py.File(shard_path, "r") as f:
-            _, h, w = f["L"].shape
-        return np.zeros((0, 2, h, w), np.float32)
+        _, size_stored = shard_info(shard_path)
+        return np.zeros((0, 2, size_stored, size_stored), np.float32)
     return np.concatenate(parts)
 
 

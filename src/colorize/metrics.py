@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 from .colorspace import lab_to_rgb, mean_chroma, rgb_to_lab
 from .imageio import ImageDecodeError, is_image_name
-from .infer import default_batch_size, iter_shard_batches, load_model, model_device, predict_l_batch, working_size
+from .infer import default_batch_size, load_model, model_device, predict_l_batch, working_size
 from .manifest import list_files
 from .preprocess import PreprocessConfig, prepare_image
+from .shards import iter_batches
 from .tsv import write_tsv
 
 log = logging.getLogger("colorize.metrics")
@@ -168,7 +169,7 @@ def evaluate_shards(
     bar = tqdm(desc="evaluate", unit="img", disable=not progress)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="metrics") as pool:
         for shard in test_shards:
-            for L, ab_true, rel in iter_shard_batches(shard, batch_size):
+            for L, ab_true, rel in iter_batches(shard, batch_size):
                 ab_pred = predict_l_batch(model, L, size)
                 for pair in pool.map(lambda args: _score(method, *args), zip(rel, L, ab_true, ab_pred)):
                     rows.extend(pair)

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from .colorspace import lab_to_rgb
 from .infer import load_model, predict_l_batch
 from .metrics import GRAY
+from .shards import shard_info, strings
 from .tsv import read_tsv
 
 
@@ -53,20 +54,11 @@ def read_test_images(test_shards: Sequence, indices: Sequence[int]) -> tuple[np.
                     j = i - offset
                     L.append(f["L"][j].astype(np.float32))
                     ab.append(f["ab"][j].astype(np.float32))
-                    r = f["relpath"][j]
-                    rel.append(r.decode() if isinstance(r, bytes) else str(r))
+                    rel.extend(strings([f["relpath"][j]]))
             offset += n
     if not L:
         return np.zeros((0, 0, 0), np.float32), np.zeros((0, 2, 0, 0), np.float32), []
     return np.stack(L), np.stack(ab), rel
-
-
-def count_images(test_shards: Sequence) -> int:
-    total = 0
-    for shard in test_shards:
-        with h5py.File(shard, "r") as f:
-            total += f["L"].shape[0]
-    return total
 
 
 def grid_figure(
@@ -110,7 +102,7 @@ def comparison_grid(
     The rows are spread evenly over the test split (``select_indices``), so every run and every
     model shows the same images.
     """
-    indices = select_indices(count_images(test_shards), n_rows)
+    indices = select_indices(sum(shard_info(s)[0] for s in test_shards), n_rows)
     L, ab, rel = read_test_images(test_shards, indices)
     if not rel:
         raise ValueError(f"no test images in {len(test_shards)} shard(s)")

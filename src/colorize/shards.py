@@ -175,18 +175,36 @@ class Shard:
         return len(self.relpath)
 
 
+def strings(values) -> list[str]:
+    """A string dataset's values as str (h5py gives bytes)."""
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in values]
+
+
 def read_shard(path) -> Shard:
     """Read a whole shard with one read per dataset (the fast path for training)."""
     with h5py.File(path, "r") as f:
         return Shard(
             L=f["L"][...],
             ab=f["ab"][...],
-            relpath=[s.decode() if isinstance(s, bytes) else s for s in f["relpath"][...]],
-            sha256=[s.decode() if isinstance(s, bytes) else s for s in f["sha256"][...]],
+            relpath=strings(f["relpath"][...]),
+            sha256=strings(f["sha256"][...]),
             attrs=dict(f.attrs),
         )
 
 
-def shard_count(path) -> int:
+def shard_info(path) -> tuple[int, int]:
+    """(number of images, image size) of a shard, from its dataset shapes (cheap: no image read)."""
     with h5py.File(path, "r") as f:
-        return int(f["L"].shape[0])
+        n, h, w = f["L"].shape
+    if h != w:
+        raise ValueError(f"{path}: images are {h}x{w}; shards hold square images")
+    return int(n), int(h)
+
+
+def iter_batches(path, batch_size: int = 32):
+    """(L (B,H,W), ab (B,2,H,W), relpaths) float32 Lab batches, read a batch at a time (flat memory)."""
+    with h5py.File(path, "r") as f:
+        n = f["L"].shape[0]
+        for start in range(0, n, max(1, batch_size)):
+            sl = slice(start, min(n, start + batch_size))
+            yield f["L"][sl].astype(np.float32), f["ab"][sl].astype(np.float32), strings(f["relpath"][sl])

@@ -34,9 +34,10 @@ from tqdm import tqdm
 
 from . import __version__, quantize
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
-from .data import batches_per_epoch, iterate_batches, make_dataset, shard_info, shards_fingerprint
+from .data import batches_per_epoch, iterate_batches, make_dataset, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .models import ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to
+from .shards import shard_info
 from .tsv import cell, write_tsv
 
 log = logging.getLogger("colorize.train")
@@ -349,7 +350,7 @@ def train(
     best_val_psnr = None
     start_epoch = 1
     data = {"train": shards_fingerprint(train_shards), "val": shards_fingerprint(val_shards),
-            "image_size": next((shard_info(p)[1] for p in train_shards if shard_info(p)[0]), None)}
+            "image_size": next((size for n, size in map(shard_info, train_shards) if n), None)}
     loss_fn = _prepare_loss(model, model_cfg, train_shards, out_dir, data["train"])
     resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
     if resumed is not None:
