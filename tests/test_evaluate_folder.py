@@ -84,7 +84,7 @@ def test_evaluate_folder_of_only_bad_files_and_a_missing_folder(tmp_path):
 
 
 def test_evaluate_folder_checkpoint_uses_the_checkpoints_size(folder, tmp_path):
-    from colorize.train import FORMAT_VERSION
+    from colorize.models import FORMAT_VERSION
 
     root, good, _ = folder
     model = tiny_model()

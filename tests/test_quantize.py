@@ -8,9 +8,9 @@ import torch
 
 from colorize import quantize as q
 from colorize.colorspace import AB_SCALE, normalize_ab, rgb_to_lab
-from colorize.models import ModelConfig, build_model, count_parameters, init_logits_to
+from colorize.models import ModelConfig, build_model, count_parameters, init_logits_to, load_checkpoint
 from colorize.shards import ShardWriter
-from colorize.train import load_checkpoint, loss_for, split_settings, train
+from colorize.train import loss_for, split_settings, train
 
 torch.set_num_threads(1)
 CENTRES = torch.from_numpy(q.gamut_bins().copy())

@@ -19,10 +19,10 @@ from torch.utils.data import DataLoader
 from colorize.colorspace import denormalize_ab, denormalize_l, normalize_ab, normalize_l, rgb_to_lab
 from colorize.data import InMemoryDataset, ShardDataset, batches_per_epoch, iterate_batches
 from colorize.device import autocast, pick_device, seed_everything
-from colorize.models import ModelConfig, build_model, count_parameters
+from colorize.models import ModelConfig, build_model, count_parameters, load_checkpoint
 from colorize.shards import ShardWriter, read_shard
 import colorize.train as train_module
-from colorize.train import HISTORY_COLUMNS, TrainConfig, load_checkpoint, split_settings, train
+from colorize.train import HISTORY_COLUMNS, TrainConfig, split_settings, train
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_UNET = ModelConfig(arch="unet", base_channels=4, depth=2)

@@ -30,9 +30,9 @@ from tqdm import tqdm
 from .colorspace import denormalize_ab, lab_to_rgb, normalize_l
 from .device import autocast, configure_backends, pick_device, to_device_format
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_rgb_uint8, load_image
+from .models import load_checkpoint
 from .preprocess import lightness
 from .shards import iter_batches, shard_info
-from .train import load_checkpoint
 from .tsv import write_tsv
 
 log = logging.getLogger("colorize.infer")

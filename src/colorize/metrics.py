@@ -42,7 +42,7 @@ from .tsv import write_tsv
 
 log = logging.getLogger("colorize.metrics")
 
-PSNR_CAP = 100.0  # dB for an exact match (as train.PSNR_CAP): infinity would swamp a mean
+PSNR_CAP = 100.0  # dB for an exact match: infinity would swamp a mean
 AUC_MAX_THRESHOLD = 150.0  # Zhang et al.: thresholds 0..150 in ab units
 GRAY = "gray"  # method name of the baseline: the true L with ab = 0
 METRIC_COLUMNS = ("psnr", "ssim", "colorfulness_pred", "colorfulness_true", "chroma_pred", "chroma_true", "auc")

@@ -18,6 +18,7 @@ from torch import nn
 from .colorspace import AB_SCALE
 from .quantize import REBALANCE_LAMBDA, TEMPERATURE, annealed_mean, gamut_bins, uniform_prior
 
+FORMAT_VERSION = 1  # of checkpoint dicts (colorize.train writes them)
 ARCHITECTURES = ("seed_ae", "unet")
 LOSSES = ("mse", "zhang")
 
@@ -238,3 +239,15 @@ def build_model(cfg: ModelConfig) -> nn.Module:
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict)."""
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if ckpt.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path}: checkpoint format {ckpt.get('format_version')!r}, expected {FORMAT_VERSION}")
+    model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
+    model.load_state_dict(ckpt["model"])
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    model.eval()
+    return model, ckpt

@@ -36,13 +36,13 @@ from . import __version__, quantize
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
-from .models import ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to
+from .metrics import psnr
+from .models import FORMAT_VERSION, ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to
 from .shards import shard_info
 from .tsv import cell, write_tsv
 
 log = logging.getLogger("colorize.train")
 
-FORMAT_VERSION = 1
 CHECKPOINT_NAME = "checkpoint.pt"
 BEST_NAME = "best.pt"
 HISTORY_NAME = "history.tsv"
@@ -52,7 +52,6 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_psnr", "images_per_s"
 # change (learning rate, batch size, crop, seed, ...) starts the training over.
 RESUMABLE_CHANGES = ("epochs", "num_workers", "in_memory", "log_interval", "patience")
 CURVE_INTERVAL_S = 30.0  # redraw loss_curve.png at most this often during training (and always at the end)
-PSNR_CAP = 100.0  # dB, for an image predicted exactly (infinite PSNR would swamp the mean)
 
 
 @dataclass
@@ -151,18 +150,6 @@ def _checkpoint(model, optimizer, model_cfg, train_cfg, data, epoch, best_val_ps
         "best_val_psnr": best_val_psnr,  # None until a validation PSNR exists
         "history": [dict(row) for row in history],
     }
-
-
-def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {ckpt.get('format_version')!r}, expected {FORMAT_VERSION}")
-    model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
-    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
-    model.eval()
-    return model, ckpt
 
 
 def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict) -> dict | None:
@@ -277,12 +264,6 @@ def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_i
     return (loss_sum / n_images if n_images else math.nan), n_images
 
 
-def psnr_rgb8(a: np.ndarray, b: np.ndarray) -> float:
-    """PSNR (dB) between two uint8 RGB images, capped at ``PSNR_CAP``."""
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return PSNR_CAP if mse == 0 else min(PSNR_CAP, 10.0 * math.log10(255.0**2 / mse))
-
-
 @torch.inference_mode()
 def evaluate(model, loss_fn, batches, device) -> tuple[float, float, int]:
     """(mean loss, mean per-image RGB PSNR, images) over ``batches``; NaNs when there are none.
@@ -302,7 +283,7 @@ def evaluate(model, loss_fn, batches, device) -> tuple[float, float, int]:
         true = denormalize_ab(ab.float()).cpu().numpy()
         lightness = denormalize_l(L.float()[:, 0]).cpu().numpy()
         for Li, pi, ti in zip(lightness, pred, true):
-            psnr_sum += psnr_rgb8(lab_to_rgb(Li, pi), lab_to_rgb(Li, ti))
+            psnr_sum += psnr(lab_to_rgb(Li, pi), lab_to_rgb(Li, ti))
         n += len(L)
     if n == 0:
         return math.nan, math.nan, 0
