@@ -230,6 +230,20 @@ def _worker_slice() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
+def _init_sampling(ds, shard_paths, crop_size, train: bool, flip: bool, seed: int) -> list[tuple[int, int]]:
+    """The settings both datasets share, set on ``ds``; returns each shard's (count, size)."""
+    ds.shard_paths = [Path(p) for p in shard_paths]
+    ds.crop_size = crop_size or None
+    ds.train = train
+    ds.flip = flip and train
+    ds.seed = int(seed)
+    ds.epoch = 0
+    info = [shard_info(p) for p in ds.shard_paths]
+    ds.image_size = _check_sizes([p for p, (n, _) in zip(ds.shard_paths, info) if n],
+                                 [size for n, size in info if n], ds.crop_size)
+    return info
+
+
 class ShardDataset(IterableDataset):
     """Streams ``(L_norm, ab_norm)`` samples, one whole shard in memory at a time (per worker).
 
@@ -248,17 +262,8 @@ class ShardDataset(IterableDataset):
         seed: int = 0,
     ):
         super().__init__()
-        self.shard_paths = [Path(p) for p in shard_paths]
-        self.crop_size = crop_size or None
-        self.train = train
-        self.flip = flip and train
-        self.seed = int(seed)
-        self.epoch = 0
-        info = [shard_info(p) for p in self.shard_paths]
+        info = _init_sampling(self, shard_paths, crop_size, train, flip, seed)
         self.counts = [n for n, _ in info]
-        self.image_size = _check_sizes(
-            [p for p, (n, _) in zip(self.shard_paths, info) if n], [s for n, s in info if n], self.crop_size
-        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -346,15 +351,8 @@ class InMemoryDataset(IterableDataset):
         device: str | torch.device = "cpu",
     ):
         super().__init__()
-        self.shard_paths = [Path(p) for p in shard_paths]
-        self.crop_size = crop_size or None
-        self.train = train
-        self.flip = flip and train
-        self.seed = int(seed)
-        self.epoch = 0
-        info = [shard_info(p) for p in self.shard_paths]
+        info = _init_sampling(self, shard_paths, crop_size, train, flip, seed)
         nonempty = [(p, n) for p, (n, _) in zip(self.shard_paths, info) if n]
-        self.image_size = _check_sizes([p for p, _ in nonempty], [s for n, s in info if n], self.crop_size)
         s = self.image_size or 0
         total = sum(n for _, n in nonempty)
         # Filled one shard at a time: the host holds one shard, never two copies of the set.
