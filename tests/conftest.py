@@ -109,6 +109,21 @@ def make_odd_but_good_images(root: Path) -> list[str]:
     return out
 
 
+@pytest.fixture(scope="session")
+def checkpoint_file(tmp_path_factory) -> Path:
+    """A tiny untrained U-Net saved as training saves one (for the command line's --model)."""
+    import torch
+
+    from colorize.models import FORMAT_VERSION, ModelConfig, build_model
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(arch="unet", base_channels=4, depth=2)
+    path = tmp_path_factory.mktemp("model") / "best.pt"
+    torch.save({"format_version": FORMAT_VERSION, "model_config": cfg.to_dict(),
+                "model": build_model(cfg).state_dict(), "epoch": 0}, path)
+    return path
+
+
 @pytest.fixture
 def photo_dir(tmp_path) -> Path:
     """A folder of good colour photos plus every kind of bad input and a duplicate."""

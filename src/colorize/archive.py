@@ -5,7 +5,9 @@ A downloaded archive is untrusted input. ``safe_extract`` refuses, before writin
 * member names that are absolute (``/etc/x``, ``C:\\x``) or contain a ``..`` component;
 * symlinks, hard links, device files and fifos (tar), and zip entries whose Unix mode bits
   say symlink or special file;
-* archives whose declared uncompressed size or member count exceeds the caps (zip bombs);
+* zip bombs: a member that inflates more than ``max_ratio`` times its compressed size, or an
+  archive whose files add up to more than ``max_total_bytes`` (default: ``max_ratio`` times
+  the archive's own size; real photos compress about 1:1) or hold more than ``max_members``;
 * members whose resolved target would land outside ``dest_dir`` (e.g. through a symlink
   already present in ``dest_dir``), or that would turn a file into a folder or back.
 
@@ -30,8 +32,11 @@ from pathlib import Path, PurePosixPath
 
 log = logging.getLogger("colorize.archive")
 
-DEFAULT_MAX_TOTAL_BYTES = 20 * 1024**3  # uncompressed member data, all members together
+DEFAULT_MAX_RATIO = 100  # uncompressed / compressed: JPEG, PNG and WebP photos are ~1:1
 DEFAULT_MAX_MEMBERS = 1_000_000
+# Small members may compress far better than photos (text, blank TIFFs) without harm: the
+# per-member ratio applies to members larger than this.
+RATIO_MIN_BYTES = 1 << 20
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz", ".txz")
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
@@ -89,11 +94,17 @@ def human_bytes(n: float) -> str:
             return f"{n:.1f} {unit}"
 
 
+def default_max_total_bytes(archive_path, max_ratio: float = DEFAULT_MAX_RATIO) -> int:
+    """The default cap on everything an archive may extract to: ``max_ratio`` x its size."""
+    return int(max_ratio * max(Path(archive_path).stat().st_size, 1))
+
+
 def safe_extract(
     archive_path,
     dest_dir,
     *,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_total_bytes: int | None = None,
+    max_ratio: float = DEFAULT_MAX_RATIO,
     max_members: int = DEFAULT_MAX_MEMBERS,
 ) -> list[Path]:
     """Extract a .zip or .tar(.gz/.tgz/.bz2/.xz) into ``dest_dir``; return the files written.
@@ -104,8 +115,14 @@ def safe_extract(
     (directory entries are created, not listed). Raises ``UnsafeArchiveError`` naming the
     archive, the member and the reason, or ``ArchiveError`` if the file cannot be read as an
     archive (both are ``ValueError``s); either way nothing is left in or beside ``dest_dir``.
+
+    ``max_total_bytes`` None is ``default_max_total_bytes`` (``max_ratio`` x the archive's
+    size). Both limits are checked on the declared sizes before anything is written and again
+    on the bytes that actually come out, before each chunk is written.
     """
     archive_path = Path(archive_path)
+    if max_total_bytes is None:
+        max_total_bytes = default_max_total_bytes(archive_path, max_ratio)
     dest_given = Path(dest_dir)
     dest = dest_given.resolve()
     kind = archive_format(archive_path.name) or detect_format(archive_path)
@@ -113,11 +130,11 @@ def safe_extract(
         raise ArchiveError(f"{archive_path}: not a zip or tar archive")
     reader_cls = _ZipReader if kind == "zip" else _TarReader
     with reader_cls(archive_path) as reader:
-        members = _checked_members(archive_path, reader, dest, max_total_bytes, max_members)
+        members = _checked_members(archive_path, reader, dest, max_total_bytes, max_members, max_ratio)
         dest.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extracting", dir=dest.parent))
         try:
-            _write_members(archive_path, members, reader, staging, max_total_bytes)
+            _write_members(archive_path, members, reader, staging, max_total_bytes, max_ratio)
             dest.mkdir(exist_ok=True)
             _merge(staging, dest)
         finally:
@@ -140,6 +157,7 @@ class _Entry:
     kind: str  # "file", "dir", or what else it is ("symlink", "device file", ...)
     size: int  # declared uncompressed size
     raw: zipfile.ZipInfo | tarfile.TarInfo
+    compressed: int | None = None  # zip: the member's compressed size; tar: None (one stream)
 
 
 @dataclass(frozen=True)
@@ -177,7 +195,7 @@ class _ZipReader:
                 kind = f"special file (mode {oct(mode)})"
             else:
                 kind = "dir" if info.is_dir() else "file"
-            yield _Entry(info.filename, kind, info.file_size, info)
+            yield _Entry(info.filename, kind, info.file_size, info, info.compress_size)
 
     def open(self, member: _Member):
         return self._zf.open(member.entry.raw)
@@ -249,8 +267,21 @@ def _member_relpath(archive: Path, name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, max_members: int) -> list[_Member]:
-    cap_text = f"the {human_bytes(max_total_bytes)} cap (max_total_bytes={max_total_bytes})"
+def _ratio_limit(compressed: int, max_ratio: float) -> float:
+    """Most bytes a zip member of ``compressed`` bytes may inflate to."""
+    return max(max_ratio * compressed, RATIO_MIN_BYTES)
+
+
+def _ratio_text(size: int, compressed: int, max_ratio: float) -> str:
+    ratio = size / max(compressed, 1)
+    return (f"zip bomb: it inflates {ratio:,.0f}:1 ({human_bytes(size)} from {human_bytes(compressed)}), "
+            f"over the limit of {max_ratio:g}:1 (max_ratio; config dataset.archive.max_ratio)")
+
+
+def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, max_members: int,
+                     max_ratio: float = DEFAULT_MAX_RATIO) -> list[_Member]:
+    cap_text = (f"the {human_bytes(max_total_bytes)} cap (max_total_bytes={max_total_bytes}; "
+                "config dataset.archive.max_bytes, default max_ratio x the archive's size)")
     if isinstance(reader, _ZipReader):  # everything is declared up front: check the whole at once
         infos = reader.infos
         if len(infos) > max_members:
@@ -261,6 +292,9 @@ def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, ma
             biggest = max(infos, key=lambda i: i.file_size)
             raise UnsafeArchiveError(archive, biggest.filename,
                                      f"zip bomb: uncompressed size {human_bytes(declared)} exceeds {cap_text}")
+        for i in infos:
+            if i.file_size > _ratio_limit(i.compress_size, max_ratio):
+                raise UnsafeArchiveError(archive, i.filename, _ratio_text(i.file_size, i.compress_size, max_ratio))
 
     # Symlinks or files already in dest could redirect or block a member: check each target
     # then. A fresh (missing or empty) dest has none, and large archives skip the stat calls.
@@ -316,10 +350,13 @@ def _check_target(archive: Path, name: str, relpath: PurePosixPath, is_dir: bool
 # -- writing --------------------------------------------------------------------------------
 
 
-def _write_members(archive: Path, members: list[_Member], reader, staging: Path, max_total_bytes: int) -> None:
+def _write_members(archive: Path, members: list[_Member], reader, staging: Path, max_total_bytes: int,
+                   max_ratio: float = DEFAULT_MAX_RATIO) -> None:
     staging_root = staging.resolve()
     written = 0
     for m in members:
+        member_limit = None if m.entry.compressed is None else _ratio_limit(m.entry.compressed, max_ratio)
+        member_out = 0
         target = staging.joinpath(*m.relpath.parts)
         if not target.resolve().is_relative_to(staging_root):  # ruled out by the checks; belt and braces
             raise UnsafeArchiveError(archive, m.entry.name, "its target resolves outside the staging folder")
@@ -341,6 +378,10 @@ def _write_members(archive: Path, members: list[_Member], reader, staging: Path,
                     if not chunk:
                         break
                     written += len(chunk)
+                    member_out += len(chunk)
+                    if member_limit is not None and member_out > member_limit:
+                        raise UnsafeArchiveError(archive, m.entry.name, _ratio_text(
+                            member_out, m.entry.compressed, max_ratio) + ", although its header said less")
                     if written > max_total_bytes:
                         raise UnsafeArchiveError(
                             archive, m.entry.name,

@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="quality of JPEG outputs, 1..100 (default: %(default)s)",
     )
     p.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="skip images the status table of an earlier run into the same place lists as done, "
+        "when the input, the model and the options are unchanged and the output is still there; "
+        "--no-resume redoes every image (default: resume)",
+    )
+    p.add_argument(
         "inputs",
         nargs="+",
         metavar="INPUT",
@@ -166,49 +174,76 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _fail(parser, message: str):
+    """A bad input or output named on the command line: one line on stderr, exit status 2."""
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def _load(args, parser):
     from .infer import DEFAULT_SIZE, load_model, working_size
+    from .models import CheckpointError
 
     if not args.model.is_file():
-        parser.error(f"--model {args.model}: no such file")
+        _fail(parser, f"--model {args.model}: no such file")
     try:
         model, ckpt = load_model(args.model, args.device)
+    except CheckpointError as e:
+        _fail(parser, f"--model {e}")
     except Exception as e:
-        parser.error(f"--model {args.model}: cannot load checkpoint ({type(e).__name__}: {e})")
+        _fail(parser, f"--model {args.model}: cannot load checkpoint ({type(e).__name__}: {e})")
     size = args.size or working_size(ckpt, DEFAULT_SIZE)
     return model, size
+
+
+def _writable(parser, *folders: Path) -> None:
+    """Fail now (exit 2, one line) if an output folder cannot be written, not after the model work."""
+    from .infer import OutputNotWritable, check_writable
+
+    for folder in dict.fromkeys(folders):
+        try:
+            check_writable(folder)
+        except OutputNotWritable as e:
+            _fail(parser, f"output: {e}")
 
 
 def cmd_predict(args, parser) -> int:
     from .imageio import DEFAULT_MAX_PIXELS
     from .infer import collect_inputs, colorize_files
 
+    status = args.status or args.output / "status.tsv"
+    _writable(parser, args.output, status.parent)
     model, size = _load(args, parser)
     inputs = collect_inputs(args.inputs, recursive=args.recursive, exclude=[args.output])
     if not inputs:
         print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
-    status = args.status or args.output / "status.tsv"
     results = colorize_files(
         model, inputs, args.output, size=size, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(), status_path=status,
-        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, jpeg_quality=args.jpeg_quality,
+        max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, jpeg_quality=args.jpeg_quality, resume=args.resume,
     )  # fmt: skip
     failed = [r for r in results if not r.ok]
     n_ok = len(results) - len(failed)
     for r in failed:
         print(f"failed: {r.input}: {r.reason}", file=sys.stderr)
-    print(f"colorized {n_ok} of {len(results)} images into {args.output}; {len(failed)} failed; status: {status}")
+    done_before = f" ({results.resumed} already done)" if results.resumed else ""
+    print(f"colorized {n_ok} of {len(results)} images into {args.output}{done_before}; {len(failed)} failed; "
+          f"status: {results.status_path}")
     return 0 if n_ok else 1
 
 
 def cmd_evaluate(args, parser) -> int:
     from .metrics import evaluate_shards
+    from .shards import ShardError, check_shard
 
+    for shard in args.shards:
+        try:
+            check_shard(shard)
+        except ShardError as e:
+            _fail(parser, f"SHARD {e}")
+    _writable(parser, args.per_image.parent, args.summary.parent)
     model, _ = _load(args, parser)
-    missing = [s for s in args.shards if not s.is_file()]
-    if missing:
-        parser.error(f"no such shard: {', '.join(map(str, missing))}")
     _, summary = evaluate_shards(
         model,
         args.shards,

@@ -32,7 +32,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from .archive import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_TOTAL_BYTES, archive_format, detect_format, safe_extract
+from .archive import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, archive_format, detect_format, safe_extract
 
 log = logging.getLogger("colorize.download")
 
@@ -102,7 +102,8 @@ def acquire(
     *,
     sha256: str | None = None,
     progress: bool = True,
-    max_total_bytes: int = DEFAULT_MAX_TOTAL_BYTES,
+    max_total_bytes: int | None = None,
+    max_ratio: float = DEFAULT_MAX_RATIO,
     max_members: int = DEFAULT_MAX_MEMBERS,
     cache_dir=None,
     workers: int = 4,
@@ -114,7 +115,8 @@ def acquire(
 
     * an archive (``.zip``, ``.tar``, ``.tar.gz``/``.tgz``, ``.tar.bz2``, ``.tar.xz``) is
       downloaded into ``cache_dir`` (default: ``downloads/`` beside ``raw_dir``), unpacked
-      with ``safe_extract`` (the caps apply), then deleted (kept if refused, to inspect);
+      with ``safe_extract`` (the caps apply: ``max_ratio``, ``max_total_bytes`` (None =
+      ``max_ratio`` x the archive's size), ``max_members``), then deleted (kept if refused, to inspect);
     * an image (``.jpg .jpeg .png .tif .tiff .bmp .webp .gif``) goes to ``raw_dir/<name>``;
     * a URL list (``.txt``/``.lst``, or served as ``text/plain``): one URL per line, optionally
       followed by its sha256; blank lines and ``#`` comments are skipped, relative URLs are
@@ -146,7 +148,8 @@ def acquire(
             _remove_if_empty(cache_dir)
             return [AcquiredFile(source, name)]
     if kind == "archive":
-        files = safe_extract(cached, raw_dir, max_total_bytes=max_total_bytes, max_members=max_members)
+        files = safe_extract(cached, raw_dir, max_total_bytes=max_total_bytes, max_ratio=max_ratio,
+                             max_members=max_members)
         if not files:
             log.warning("%s holds no files", source)
         records = [AcquiredFile(source, p.relative_to(raw_dir).as_posix()) for p in files]

@@ -198,23 +198,25 @@ def check_size(path, header: Header, *, max_pixels: int, min_side: int = 1) -> N
         raise ImageDecodeError(path, f"too small ({header.width}x{header.height} < min_side {min_side})")
 
 
-def _apply_orientation(rgb: np.ndarray, orientation: int) -> np.ndarray:
-    """EXIF orientation (1..8) applied to an array, as PIL's ImageOps.exif_transpose does."""
-    if orientation == 2:
-        return rgb[:, ::-1]
-    if orientation == 3:
-        return rgb[::-1, ::-1]
-    if orientation == 4:
-        return rgb[::-1]
-    if orientation == 5:
-        return np.ascontiguousarray(np.swapaxes(rgb, 0, 1))
-    if orientation == 6:
-        return np.rot90(rgb, -1)
-    if orientation == 7:
-        return np.rot90(rgb, 1)[::-1]
-    if orientation == 8:
-        return np.rot90(rgb, 1)
-    return rgb
+# EXIF orientation (1..8) -> the OpenCV operation that makes the stored pixels upright, as
+# PIL's ImageOps.exif_transpose does. cv2.flip/rotate/transpose return new C-contiguous
+# arrays: numpy's rot90/::-1 views have negative or swapped strides, which OpenCV functions
+# given a ``dst`` refuse ("Layout of the output array dst is incompatible").
+_ORIENT_OPS = {
+    2: lambda a: cv2.flip(a, 1),
+    3: lambda a: cv2.rotate(a, cv2.ROTATE_180),
+    4: lambda a: cv2.flip(a, 0),
+    5: lambda a: cv2.transpose(a),
+    6: lambda a: cv2.rotate(a, cv2.ROTATE_90_CLOCKWISE),
+    7: lambda a: cv2.rotate(cv2.transpose(a), cv2.ROTATE_180),
+    8: lambda a: cv2.rotate(a, cv2.ROTATE_90_COUNTERCLOCKWISE),
+}
+
+
+def _apply_orientation(img: np.ndarray, orientation: int) -> np.ndarray:
+    """EXIF orientation (1..8) applied to an HxWxC array; always a C-contiguous result."""
+    op = _ORIENT_OPS.get(orientation)
+    return np.ascontiguousarray(img) if op is None else op(np.ascontiguousarray(img))
 
 
 def jpeg_reduction(width: int, height: int, needed_side: int) -> int:
@@ -311,15 +313,18 @@ def _decode(path: Path, header: Header, needed_side: int | None, data: bytes | N
     if header.format == "JPEG" and header.mode in ("RGB", "L"):
         return _decode_jpeg_cv2(path, header, needed_side, data, bgr=bgr)
     rgb = _decode_pil(path, header, needed_side, data)
-    return rgb[..., ::-1] if bgr else rgb
+    return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if bgr else rgb
 
 
 def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int = 1,
                needed_side: int | Callable[[int, int], int] | None = None, bgr: bool = False) -> np.ndarray:
     """``decode_rgb`` with a single read of the file: header parsed from the bytes, size checked
     (``max_pixels``, ``min_side``), then the same bytes decoded. ``needed_side`` may be a
-    function of the stored (height, width). ``bgr=True`` returns OpenCV's channel order
-    (a view with negative strides for files PIL decodes).
+    function of the stored (height, width). ``bgr=True`` returns OpenCV's channel order.
+
+    This is the one decoder of the project: shards, evaluation folders and full-resolution
+    inference all call it. The result is always upright (EXIF applied), HxWx3 uint8 and
+    C-contiguous, whatever the format, mode or orientation, so any OpenCV call can take it.
     """
     path = Path(path)
     max_pixels = sys.maxsize if max_pixels is None else max_pixels

@@ -10,15 +10,25 @@ the input's lightness: only colour is invented.
 the GIL; one read per file, only L laid out), the main thread runs batches through the model,
 and a second pool resizes ab, converts back to RGB, encodes and writes. A file that fails is
 recorded with its reason in the returned results and the status TSV; it never stops the run.
+
+The status table is written as the run goes (one line per finished file, so a killed run
+leaves what it did) and rewritten complete, in input order, at the end. Each row records the
+input's size and modification time (``source``) and a fingerprint of the model and options
+(``settings``): with ``resume``, a file whose row says ok, whose output is still there and
+whose source and settings are unchanged is not done again.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
+import json
 import logging
 import os
+import tempfile
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Iterator, Sequence
 
@@ -33,7 +43,7 @@ from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, as_
 from .models import load_checkpoint
 from .preprocess import lightness
 from .shards import iter_batches, shard_info
-from .tsv import write_tsv
+from .tsv import atomic_write_text, printable_name, read_tsv, row_line, table_text
 
 log = logging.getLogger("colorize.infer")
 
@@ -179,13 +189,125 @@ class Result:
     reason: str = ""  # why it failed (empty when ok)
     width: int = 0
     height: int = 0
+    source: str = ""  # the input's "bytes:mtime_ns" when it was read
+    settings: str = ""  # fingerprint of the model and options that made the output
+    resumed: bool = False  # done by an earlier run (--resume), not again
+    errno: int | None = field(default=None, repr=False)  # of a failed write
 
     @property
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def row(self) -> dict:
+        return {"input": self.input, "status": self.status, "output": self.output or "",
+                "width": self.width or "", "height": self.height or "", "reason": self.reason,
+                "source": self.source, "settings": self.settings}  # fmt: skip
 
-STATUS_COLUMNS = ("input", "status", "output", "width", "height", "reason")
+
+STATUS_COLUMNS = ("input", "status", "output", "width", "height", "reason", "source", "settings")
+# Write errors after which no further output can succeed: the run stops cleanly.
+_FATAL_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
+class Results(list):
+    """``colorize_files``' one ``Result`` per input, plus where the status table went."""
+
+    status_path: Path | None = None
+    resumed: int = 0
+
+
+class OutputNotWritable(OSError):
+    """The output folder (or the status table's) cannot be created or written."""
+
+
+def check_writable(folder) -> Path:
+    """Create ``folder`` if needed and prove a file can be written in it (a real write: the
+    permission bits say nothing for root, nor about read-only mounts); else ``OutputNotWritable``
+    with a one-line message naming the folder."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".colorize-write-test-"):
+            pass
+    except OSError as e:
+        raise OutputNotWritable(f"cannot write to {folder}: {e.strerror or e}") from None
+    return folder
+
+
+def source_stamp(path: Path) -> str:
+    """An input's identity for --resume: its size and modification time."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return ""
+    return f"{st.st_size}:{st.st_mtime_ns}"
+
+
+def run_settings(model: torch.nn.Module, **options) -> str:
+    """A short fingerprint of the model's weights and decoding and of the options that shape
+    an output: a changed model or option makes every earlier output stale for --resume."""
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    head = getattr(model, "head", None)
+    options = dict(options, temperature=getattr(head, "temperature", None), inference_version=1)
+    h.update(json.dumps(options, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+class _StatusJournal:
+    """The status table, appended one row per finished file (a killed run leaves what it did)
+    and rewritten whole at the end. Write errors never stop the run: the final table goes, in
+    that order, to ``path`` atomically, to ``path`` in place (a full disk may have room for a
+    rewrite but not for a second copy), or to the temporary folder."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._fh = None
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh = open(path, "w", encoding="utf-8")
+            self._fh.write("\t".join(STATUS_COLUMNS) + "\n")
+            self._fh.flush()
+        except OSError as e:
+            log.warning("cannot write the status table %s as the run goes: %s", path, e)
+            self._close()
+
+    def add(self, result: Result) -> None:
+        if self._fh is None:
+            return
+        try:
+            self._fh.write(row_line(result.row().values()) + "\n")
+            self._fh.flush()
+        except OSError as e:
+            log.warning("cannot append to the status table %s: %s", self.path, e)
+            self._close()
+
+    def _close(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
+
+    def finish(self, results: Sequence[Result]) -> Path:
+        self._close()
+        text = table_text([r.row() for r in results], STATUS_COLUMNS)
+        try:
+            return atomic_write_text(self.path, text)
+        except OSError as first:
+            try:
+                with open(self.path, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+                return self.path
+            except OSError:
+                fallback = Path(tempfile.gettempdir()) / f"colorize-status-{os.getpid()}.tsv"
+                fallback.write_text(text, encoding="utf-8")
+                log.error("could not write the status table to %s (%s); it is in %s", self.path,
+                          first.strerror or first, fallback)
+                return fallback
 
 
 def output_relpath(relname: str | PurePath) -> PurePath:
@@ -218,10 +340,20 @@ def write_rgb(path: Path, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> 
 
 
 def write_status(results: Sequence[Result], path) -> Path:
-    """One row per input: ``input status output width height reason`` (tab-separated, atomic)."""
-    rows = [dict(zip(STATUS_COLUMNS, (r.input, r.status, r.output or "", r.width or "", r.height or "", r.reason)))
-            for r in results]  # width/height unknown for a file that was never decoded
-    return write_tsv(rows, path, STATUS_COLUMNS)
+    """One row per input (``STATUS_COLUMNS``, tab-separated, atomic); width/height are empty
+    for a file that was never decoded."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, table_text([r.row() for r in results], STATUS_COLUMNS))
+
+
+def previous_status(path) -> dict[str, dict]:
+    """The ok rows of an earlier run's status table (input -> row), for --resume."""
+    try:
+        rows = read_tsv(path)
+    except (OSError, UnicodeDecodeError):
+        return {}
+    return {r["input"]: r for r in rows if r.get("status") == "ok" and r.get("settings")}
 
 
 def collect_inputs(
@@ -272,13 +404,15 @@ def _decode(path: Path, size: int, max_pixels: int | None) -> _Decoded:
     return _Decoded(L, working_l(L, size))
 
 
-def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quality: int) -> Result:
+def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quality: int, stamp: str,
+            settings: str) -> Result:
     h, w = L_full.shape
     try:
         write_rgb(dst, recombine(L_full, ab), jpeg_quality)
     except Exception as e:  # a full disk or a bad path costs this file, not the run
-        return Result(str(src), None, "failed", f"cannot write {dst}: {e}", w, h)
-    return Result(str(src), str(dst), "ok", "", w, h)
+        return Result(str(src), None, "failed", f"cannot write {dst}: {e}", w, h, stamp, settings,
+                      errno=getattr(e, "errno", None))
+    return Result(str(src), str(dst), "ok", "", w, h, stamp, settings)
 
 
 def colorize_files(
@@ -294,7 +428,8 @@ def colorize_files(
     status_path=None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     jpeg_quality: int = JPEG_QUALITY,
-) -> list[Result]:
+    resume: bool = False,
+) -> Results:
     """Colorize image files into ``output_dir``, keeping their relative names; never stops on a bad file.
 
     ``inputs`` are paths, or (path, relative output name) pairs as ``collect_inputs`` makes.
@@ -302,12 +437,16 @@ def colorize_files(
     file name. Outputs keep the input's extension when OpenCV can write it (JPEG at
     ``jpeg_quality``), else become .png. Two inputs that would write the same output are an
     error for the second, and an output that would replace its own input is an error: never a
-    silent overwrite. Returns one ``Result`` per input, in input
-    order, and writes them to ``status_path`` (default ``output_dir/status.tsv``; a Snakemake
-    rule whose output is the folder should put it beside the folder). ``batch_size`` None is
-    ``default_batch_size`` of the model's device; ``workers`` (threads decoding, and as many
-    encoding) None is 4 or the number of CPU cores if fewer: more threads than cores add no
-    speed, only full-resolution images in flight (``benchmarks/NOTES.md``).
+    silent overwrite. Returns one ``Result`` per input, in input order (``Results``: a list that
+    also says where the status table went), and writes them to ``status_path`` (default
+    ``output_dir/status.tsv``; a Snakemake rule whose output is the folder should put it beside
+    the folder) as the run goes and complete at the end. ``resume``: skip the files an earlier
+    run's status table at ``status_path`` lists as done with the same input and settings, whose
+    output is still there. A write that fails costs that file; one that fails because the disk
+    is full or read-only stops the run cleanly (the files not reached are listed as not
+    attempted). ``batch_size`` None is ``default_batch_size`` of the model's device; ``workers``
+    (threads decoding, and as many encoding) None is 4 or the number of CPU cores if fewer: more
+    threads than cores add no speed, only full-resolution images in flight (``benchmarks/NOTES.md``).
     """
     model.eval()
     batch_size = batch_size or default_batch_size(model_device(model))
@@ -315,10 +454,13 @@ def colorize_files(
     output_dir.mkdir(parents=True, exist_ok=True)
     status_path = Path(status_path) if status_path is not None else output_dir / "status.tsv"
     workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
+    settings = run_settings(model, size=size, jpeg_quality=jpeg_quality)
+    previous = previous_status(status_path) if resume else {}
 
     results: list[Result | Future | None] = [None] * len(inputs)
-    jobs: list[tuple[int, Path, Path]] = []  # (index, source, destination)
+    jobs: list[tuple[int, Path, Path, str]] = []  # (index, source, destination, source stamp)
     claimed: dict[PurePath, str] = {}
+    n_resumed = 0
     for i, item in enumerate(inputs):
         if isinstance(item, tuple):
             src, rel = Path(item[0]), PurePath(item[1])
@@ -346,80 +488,114 @@ def colorize_files(
             )
             continue
         claimed[key] = str(src)
-        jobs.append((i, src, dst))
+        stamp = source_stamp(src)
+        done = previous.get(printable_name(str(src)))
+        if (done and stamp and done["source"] == stamp and done["settings"] == settings
+                and done["output"] == printable_name(str(dst)) and dst.is_file()):
+            results[i] = Result(str(src), str(dst), "ok", "", int(done["width"] or 0), int(done["height"] or 0),
+                                stamp, settings, resumed=True)  # fmt: skip
+            n_resumed += 1
+            continue
+        jobs.append((i, src, dst, stamp))
 
+    journal = _StatusJournal(status_path)
+    for r in results:
+        if isinstance(r, Result):
+            journal.add(r)
+    if n_resumed:
+        log.info("resuming: %d of %d images already done with the same model and options (%s)", n_resumed,
+                 len(inputs), status_path)
     bar = tqdm(total=len(inputs), unit="img", disable=not progress, desc="colorize")
     bar.update(sum(r is not None for r in results))
     prefetch = batch_size + 2 * workers  # decoded images in flight (full-size L: 4 bytes/pixel)
     max_writes = 2 * workers
+    stopped: str | None = None  # why the run stopped early (the output disk is full ...)
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as decoders,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as encoders,
     ):
-        pending: deque[tuple[int, Path, Path, Future]] = deque()
+        pending: deque[tuple[int, Path, Path, str, Future]] = deque()
         writes: set[Future] = set()
         todo = iter(jobs)
 
         def refill() -> None:
-            while len(pending) < prefetch:
+            while len(pending) < prefetch and stopped is None:
                 job = next(todo, None)
                 if job is None:
                     return
                 pending.append((*job, decoders.submit(_decode, job[1], size, max_pixels)))
 
+        def finished(i: int, result: Result) -> None:
+            nonlocal stopped
+            results[i] = result
+            journal.add(result)
+            bar.update(1)
+            if result.errno in _FATAL_WRITE_ERRNOS and stopped is None:
+                stopped = f"not attempted: the run stopped after a write failed ({os.strerror(result.errno)})"
+                log.error("stopping: cannot write %s: %s", result.output or result.input, os.strerror(result.errno))
+
         def drain(limit: int) -> None:
             nonlocal writes
             while len(writes) > limit:
                 done, writes = wait(writes, return_when=FIRST_COMPLETED)
-                bar.update(len(done))
+                for fut in done:
+                    finished(fut.index, fut.result())
 
-        def run_batch(batch: list[tuple[int, Path, Path, _Decoded]]) -> None:
+        def run_batch(batch: list[tuple[int, Path, Path, str, _Decoded]]) -> None:
             try:
                 ab = predict_ab(model, np.stack([d.L_work for *_, d in batch]))
             except Exception as e:  # e.g. CUDA out of memory: these files fail, the run goes on
                 log.exception("model failed on a batch of %d", len(batch))
-                for i, src, _, d in batch:
+                for i, src, _, stamp, d in batch:
                     h, w = d.L_full.shape
-                    results[i] = Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h)
-                bar.update(len(batch))
+                    finished(i, Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h,
+                                       stamp, settings))
                 return
-            for (i, src, dst, d), a in zip(batch, ab):
-                fut = encoders.submit(_encode, src, dst, d.L_full, a, jpeg_quality)
+            for (i, src, dst, stamp, d), a in zip(batch, ab):
+                fut = encoders.submit(_encode, src, dst, d.L_full, a, jpeg_quality, stamp, settings)
+                fut.index = i
                 results[i] = fut
                 writes.add(fut)
             drain(max_writes)
 
-        batch: list[tuple[int, Path, Path, _Decoded]] = []
+        batch: list[tuple[int, Path, Path, str, _Decoded]] = []
         refill()
         while pending:
-            i, src, dst, fut = pending.popleft()
+            i, src, dst, stamp, fut = pending.popleft()
+            if stopped is not None:
+                fut.cancel()
+                continue
             refill()
             try:
-                batch.append((i, src, dst, fut.result()))
+                batch.append((i, src, dst, stamp, fut.result()))
             except ImageDecodeError as e:
-                results[i] = Result(str(src), None, "failed", e.reason)
-                bar.update(1)
+                finished(i, Result(str(src), None, "failed", e.reason, source=stamp, settings=settings))
             except Exception as e:  # anything unexpected in one file is that file's problem
-                results[i] = Result(str(src), None, "failed", f"{type(e).__name__}: {e}")
-                bar.update(1)
+                finished(i, Result(str(src), None, "failed", f"{type(e).__name__}: {e}", source=stamp,
+                                   settings=settings))
             if len(batch) == batch_size:
                 run_batch(batch)
                 batch = []
-        if batch:
+        if batch and stopped is None:
             run_batch(batch)
         drain(0)
     bar.close()
 
-    final = [r.result() if isinstance(r, Future) else r for r in results]
-    write_status(final, status_path)
+    final = Results(r.result() if isinstance(r, Future) else r for r in results)
+    for i, r in enumerate(final):
+        if r is None:  # never reached: the run stopped early
+            final[i] = Result(str(inputs[i][0] if isinstance(inputs[i], tuple) else inputs[i]), None, "failed",
+                              stopped or "not attempted")
+    final.status_path = journal.finish(final)
+    final.resumed = n_resumed
     n_bad = sum(not r.ok for r in final)
     log.info(
-        "colorized %d of %d images into %s (%d failed; status: %s)",
-        len(final) - n_bad,
+        "colorized %d of %d images into %s (%d failed, %d already done; status: %s)",
+        len(final) - n_bad - n_resumed,
         len(final),
         output_dir,
         n_bad,
-        status_path,
+        n_resumed,
+        final.status_path,
     )
     return final
-

@@ -15,11 +15,12 @@ import os
 import shutil
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import split as splitmod
 from .imageio import ImageDecodeError, check_size, is_image_name, read_header
-from .tsv import read_tsv
+from .tsv import is_utf8_name, printable_name, read_tsv
 
 log = logging.getLogger("colorize.manifest")
 
@@ -48,23 +49,92 @@ def matches(relpath: str, include) -> bool:
                for pat in include)
 
 
-def list_files(root, include=("**",)) -> list[str]:
-    """Every regular file below ``root`` (recursive, following folder links) whose relative
-    path matches ``include``, as sorted POSIX relative paths. Non-images are listed too: the
-    manifest says why they were left out."""
+@dataclass(frozen=True)
+class Listing:
+    """What a folder holds: the files to use, and every entry refused with its reason."""
+
+    files: list[str]  # sorted POSIX relative paths of regular files (through allowed links)
+    refused: dict[str, str]  # relative path (printable) -> why it is not used
+
+
+LINK_SWITCH = "dataset.follow_external_links"
+
+
+def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
+    """Every regular file below ``root`` whose relative path matches ``include``, and every
+    entry that cannot be used, with the reason, so that nothing is dropped silently:
+
+    * a symbolic link (to a file or a folder) is followed when its target lies inside ``root``;
+      a link that leaves ``root`` is refused unless ``follow_external_links`` (a source folder is
+      read, hashed and listed: a stray link must not pull ``/etc/passwd`` into a data set);
+      broken links, link loops and special files (fifos, sockets, devices) are refused;
+    * a name that is not valid UTF-8 is refused (shown with its bad bytes as ``\\xNN``): the
+      manifests are UTF-8 text, and Snakemake cannot take such a path as an input;
+    * Snakemake's own ``.snakemake_timestamp`` marker is skipped.
+    """
     root = Path(root)
+    real_root = root.resolve()
     include = list(include)
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames.sort()
-        for name in filenames:
-            if name == SNAKEMAKE_MARKER:
+    everything = "**" in include
+    files: list[str] = []
+    refused: dict[str, str] = {}
+
+    def wanted(rel: str, is_dir: bool = False) -> bool:
+        return everything or matches(rel, include) or (is_dir and matches(rel + "/", include))
+
+    def refuse(rel: str, reason: str, is_dir: bool = False) -> None:
+        if wanted(rel, is_dir):
+            refused[printable_name(rel)] = reason
+
+    def visit(folder: Path, prefix: str, seen: frozenset) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as e:
+            refuse(prefix.rstrip("/") or ".", f"folder cannot be read ({e.strerror})", True)
+            return
+        for entry in entries:
+            if entry.name == SNAKEMAKE_MARKER:
                 continue
-            p = Path(dirpath) / name
-            rel = p.relative_to(root).as_posix()
-            if p.is_file() and ("**" in include or matches(rel, include)):
-                out.append(rel)
-    return sorted(out)
+            rel = prefix + entry.name
+            path = Path(entry.path)
+            is_link = entry.is_symlink()
+            target = path.resolve() if is_link else path
+            if is_link:
+                shown = printable_name(os.readlink(path))
+                if not target.exists():
+                    refuse(rel, f"broken symlink (to {shown!r})")
+                    continue
+                if not target.is_relative_to(real_root) and not follow_external_links:
+                    refuse(rel, f"symlink leaves the source folder (to {shown!r}; set {LINK_SWITCH}: true "
+                                "to follow it)", target.is_dir())
+                    continue
+            if not is_utf8_name(entry.name):
+                is_dir = target.is_dir()
+                hint = "its files are not used" if is_dir else "its bad bytes are shown as \\xNN"
+                refuse(rel, f"{'folder' if is_dir else 'file'} name is not valid UTF-8 (rename it; {hint})", is_dir)
+                continue
+            if target.is_dir():
+                real = target.resolve()
+                if real in seen:
+                    refuse(rel, f"symlink loop (to {printable_name(os.readlink(path))!r})", True)
+                    continue
+                visit(path, rel + "/", seen | {real})
+            elif target.is_file():
+                if wanted(rel):
+                    files.append(rel)
+            else:
+                refuse(rel, "not a regular file (fifo, socket or device)")
+
+    if not root.is_dir():
+        raise FileNotFoundError(f"source folder {str(root)!r} does not exist")
+    visit(root, "", frozenset({real_root}))
+    return Listing(sorted(files), dict(sorted(refused.items())))
+
+
+def list_files(root, include=("**",), follow_external_links: bool = False) -> list[str]:
+    """The usable files of ``walk``: sorted POSIX relative paths (non-images included: the
+    manifest says why they were left out)."""
+    return walk(root, include, follow_external_links).files
 
 
 def copy_builtin(dest) -> list[Path]:
@@ -86,9 +156,14 @@ def copy_builtin(dest) -> list[Path]:
 
 def _inspect(root: Path, relpath: str, max_pixels: int, min_side: int) -> dict:
     p = root / relpath
-    row = {"relpath": relpath, "bytes": p.stat().st_size, "sha256": "", "width": "", "height": "",
+    row = {"relpath": relpath, "bytes": "", "sha256": "", "width": "", "height": "",
            "format": "", "split": "", "shard": "", "status": OK}
-    row["sha256"] = sha256_file(p)
+    try:
+        row["bytes"] = p.stat().st_size
+        row["sha256"] = sha256_file(p)
+    except OSError as e:  # vanished, or unreadable (permissions): this file, not the scan
+        row["status"] = f"cannot read the file ({e.strerror or e})"
+        return row
     if not is_image_name(p):
         row["status"] = f"not an image file (extension {p.suffix or 'none'!r})"
         return row
@@ -103,16 +178,24 @@ def _inspect(root: Path, relpath: str, max_pixels: int, min_side: int) -> dict:
 
 def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed: int = 0,
          max_pixels: int = 100_000_000, min_side: int = 32, threads: int = 4, progress: bool = True,
-         include=("**",)) -> list[dict]:
+         include=("**",), follow_external_links: bool = False) -> list[dict]:
+    """One row per entry of ``root`` (``walk``): usable files header-checked and hashed, refused
+    entries (links leaving the folder, names that are not UTF-8, ...) with their reason."""
     from tqdm import tqdm
 
     root = Path(root)
-    relpaths = list_files(root, include)
-    if not relpaths:
+    listing = walk(root, include, follow_external_links)
+    relpaths = listing.files
+    if not relpaths and not listing.refused:
         raise ValueError(f"no files found under {root} matching dataset.include {list(include)}")
+    for rel, reason in listing.refused.items():
+        log.warning("excluded %s: %s", rel, reason)
     with ThreadPoolExecutor(max(1, threads)) as pool:
         rows = list(tqdm(pool.map(lambda r: _inspect(root, r, max_pixels, min_side), relpaths),
                          total=len(relpaths), desc="scan", unit="file", disable=not progress, mininterval=1.0))
+    rows += [{"relpath": rel, "bytes": "", "sha256": "", "width": "", "height": "", "format": "", "split": "",
+              "shard": "", "status": reason} for rel, reason in listing.refused.items()]
+    rows.sort(key=lambda r: r["relpath"])
     first_seen: dict[str, str] = {}
     for row in rows:  # sorted by relpath: the first copy of a duplicate is kept
         if row["status"] != OK:

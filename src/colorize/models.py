@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+from pathlib import Path
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -241,13 +243,43 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+class CheckpointError(ValueError):
+    """A file that is not a loadable colorize checkpoint; the message names the file and why."""
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint file's dict (``weights_only``), or ``CheckpointError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a colorize checkpoint (empty file)")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a colorize checkpoint (not a PyTorch file: it starts with {head!r})")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # text, a truncated zip, another program's pickle ...
+        raise CheckpointError(f"{path}: not a colorize checkpoint (torch.load: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{path}: not a colorize checkpoint (a PyTorch file without the model's "
+                              "settings: write it with colorize's training)")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']!r}, expected {FORMAT_VERSION}")
+    return ckpt
+
+
 def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict)."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        raise ValueError(f"{path}: checkpoint format {ckpt.get('format_version')!r}, expected {FORMAT_VERSION}")
-    model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
-    model.load_state_dict(ckpt["model"])
+    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict).
+    Raises ``CheckpointError`` (naming the file) for anything that is not such a checkpoint."""
+    ckpt = read_checkpoint(path, map_location)
+    try:
+        model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
     model.eval()
     return model, ckpt

@@ -192,6 +192,28 @@ def read_shard(path) -> Shard:
         )
 
 
+class ShardError(ValueError):
+    """A file that is not a readable shard of this project; the message names the file."""
+
+
+def check_shard(path) -> None:
+    """Raise ``ShardError`` naming ``path`` unless it is an HDF5 file with the shard datasets."""
+    path = Path(path)
+    if not path.is_file():
+        raise ShardError(f"{path}: no such file")
+    if not h5py.is_hdf5(path):
+        raise ShardError(f"{path}: not an HDF5 file (a shard is the .h5 a shard job writes)")
+    try:
+        with h5py.File(path, "r") as f:
+            missing = [k for k in ("L", "ab", "relpath") if k not in f]
+            if missing:
+                raise ShardError(f"{path}: an HDF5 file but not a colorize shard (no {', '.join(missing)} dataset)")
+            if f["L"].ndim != 3 or f["ab"].ndim != 4:
+                raise ShardError(f"{path}: not a colorize shard (L is {f['L'].shape}, ab is {f['ab'].shape})")
+    except OSError as e:
+        raise ShardError(f"{path}: unreadable HDF5 file ({e})") from None
+
+
 def shard_info(path) -> tuple[int, int]:
     """(number of images, image size) of a shard, from its dataset shapes (cheap: no image read)."""
     with h5py.File(path, "r") as f:

@@ -66,6 +66,12 @@ if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
         f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
         "or an existing folder"
     )
+for _name, _model in config["models"].items():
+    if _model.get("crop_size", 0) > config["image_size"]:
+        raise WorkflowError(
+            f"config key models.{_name}.crop_size: {_model['crop_size']} is larger than "
+            f"image_size {config['image_size']} (crops are cut from the stored images)"
+        )
 for _name, _folder in config["eval_sets"].items():
     if not Path(_folder).is_dir():
         raise WorkflowError(
@@ -87,7 +93,8 @@ def scan_inputs(wildcards):
 
         root = raw_root(wildcards)
         patterns = config["dataset"]["include"]
-        return [os.path.join(root, r) for r in list_files(root, patterns)]
+        links = config["dataset"]["follow_external_links"]
+        return [os.path.join(root, r) for r in list_files(root, patterns, links)]
     return [f"resources/{wildcards.dataset}/raw"]
 
 
@@ -147,7 +154,10 @@ def eval_set_images(wildcards):
     from colorize.manifest import list_files
 
     root = eval_set_folder(wildcards)
-    return [os.path.join(root, r) for r in list_files(root)]
+    links = config["dataset"]["follow_external_links"]
+    return [
+        os.path.join(root, r) for r in list_files(root, follow_external_links=links)
+    ]
 
 
 def model_settings(wildcards):

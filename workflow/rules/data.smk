@@ -9,6 +9,7 @@ rule fetch:
     params:
         source=SOURCE,
         sha256=config["dataset"]["sha256"],
+        archive=config["dataset"]["archive"],
     conda:
         "../../envs/colorize.yaml"
     log:
@@ -26,6 +27,7 @@ checkpoint scan:
     params:
         root=raw_root,
         include=config["dataset"]["include"],
+        follow_external_links=config["dataset"]["follow_external_links"],
         split=config["split"],
         shards=config["shards"],
         max_pixels=config["max_pixels"],

@@ -8,5 +8,6 @@ snakemake_log(snakemake)
 split = snakemake.params.split
 rows = scan(snakemake.params.root, val_fraction=split["val_fraction"], test_fraction=split["test_fraction"],
             seed=split["seed"], shards=snakemake.params.shards, max_pixels=snakemake.params.max_pixels,
-            min_side=snakemake.params.min_side, threads=snakemake.threads, include=snakemake.params.include)
+            min_side=snakemake.params.min_side, threads=snakemake.threads, include=snakemake.params.include,
+            follow_external_links=snakemake.params.follow_external_links)
 write_tsv(rows, snakemake.output.tsv, SCAN_COLUMNS)
