@@ -273,3 +273,70 @@ def test_human_bytes():
     assert human_bytes(1536) == "1.5 KiB"
     assert human_bytes(20 * 1024**3) == "20.0 GiB"
     assert human_bytes(5 * 1024**4) == "5.0 TiB"
+
+
+# -- zip bombs by ratio and by the default total (issue 9) ---------------------------------------
+
+
+def zeros_zip(path: Path, size: int, name: str = "zeros.bin") -> Path:
+    """A real deflate bomb: ``size`` zero bytes, written in chunks (never held whole)."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w", force_zip64=True) as fh:
+        chunk = bytes(MiB)
+        for _ in range(size // MiB):
+            fh.write(chunk)
+    return path
+
+
+def test_a_zip_bomb_within_the_old_cap_is_refused_by_its_ratio(layout):
+    """64 MiB from ~64 KiB (1000:1), well under any size cap: refused by the ratio, before a
+    byte is written, and the message says why."""
+    tmp, src, out = layout
+    archive = zeros_zip(src / "bomb.zip", 64 * MiB)
+    assert archive.stat().st_size < 128 * 1024
+    before = tree(tmp)
+    with pytest.raises(UnsafeArchiveError, match=r"zip bomb: it inflates [\d,]+:1 \(64\.0 MiB from .*over the limit "
+                                                 r"of 100:1 \(max_ratio; config dataset\.archive\.max_ratio\)"):
+        safe_extract(archive, out, max_total_bytes=20 * 1024**3)
+    assert tree(tmp) == before
+    # the limit is the user's to change
+    assert len(safe_extract(archive, out, max_ratio=5000, max_total_bytes=128 * MiB)) == 1
+
+
+def test_a_zip_whose_headers_hide_the_ratio_is_stopped_while_streaming(layout):
+    tmp, src, out = layout
+    archive = zeros_zip(src / "liar.zip", 8 * MiB)
+    set_declared_size(archive, 10_000)  # claims 10 KB: passes the ratio check up front
+    before = tree(tmp)
+    with pytest.raises(ArchiveError, match="zeros.bin"):
+        safe_extract(archive, out)
+    assert tree(tmp) == before
+
+
+def test_the_default_total_is_sized_to_the_archive(layout):
+    """A tar.gz has no per-member compressed size: the total cap (100x the archive's own size by
+    default) stops it, while streaming its headers, before anything is written."""
+    tmp, src, out = layout
+    archive = make_tar(src / "bomb.tar.gz", {"a.txt": b"x", "zeros.bin": bytes(16 * MiB)})
+    assert archive.stat().st_size * 100 < 16 * MiB
+    before = tree(tmp)
+    with pytest.raises(UnsafeArchiveError, match=r"decompression bomb.*cap \(max_total_bytes=\d+; config "
+                                                 r"dataset\.archive\.max_bytes"):
+        safe_extract(archive, out)
+    assert tree(tmp) == before
+    # real photos compress about 1:1: an archive of them passes the defaults
+    rng = __import__("numpy").random.default_rng(0)
+    photos = make_tar(src / "photos.tar.gz", {f"p{i}.jpg": rng.bytes(200_000) for i in range(5)})
+    assert len(safe_extract(photos, out)) == 5
+
+
+def test_fetch_source_passes_the_configured_archive_limits(tmp_path, http_server):
+    from colorize.acquire import fetch_source
+
+    archive = zeros_zip(tmp_path / "set.zip", 4 * MiB)
+    url = http_server.add_file("set.zip", archive.read_bytes())
+    with pytest.raises(UnsafeArchiveError, match="max_ratio"):
+        fetch_source(url, tmp_path / "raw", tmp_path / "log.tsv", progress=False)
+    assert not any((tmp_path / "raw").iterdir())
+    fetch_source(url, tmp_path / "raw", tmp_path / "log.tsv", progress=False,
+                 archive_limits={"max_ratio": 10_000, "max_bytes": 8 * MiB})
+    assert (tmp_path / "raw" / "zeros.bin").stat().st_size == 4 * MiB

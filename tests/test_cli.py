@@ -131,3 +131,130 @@ def test_predict_exit_codes(tmp_path, checkpoint):
     assert no_model.returncode == 2 and "missing.pt" in no_model.stderr
     no_input = run("predict", "-m", checkpoint, "-o", tmp_path / "out")
     assert no_input.returncode == 2
+
+
+# -- what a real machine does to a run (issue 9) --------------------------------------------------
+
+
+def in_private_mount(script: str, *args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``sh -c script`` in a private mount namespace (``unshare``), where the test can mount a
+    real read-only or tiny (fills up) tmpfs; the mounts vanish with the process."""
+    env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
+    return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", *map(str, args)],
+                          capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkpoint):
+    img = tmp_path / "a.jpg"
+    Image.fromarray(photo(40, 50, 1)).save(img)
+    (tmp_path / "a_file").write_text("in the way")
+    res = run("predict", "-m", checkpoint, "-o", tmp_path / "a_file" / "out", img)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"colorize predict: error: output: cannot write to {tmp_path / 'a_file' / 'out'}: Not a directory"
+    ]
+    # a read-only file system (as root, permission bits would not stop a write: a real ro mount)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    res = in_private_mount('mount -t tmpfs -o ro,size=1m tmpfs "$1" && exec "$2" predict -q -m "$3" -o "$1/out" "$4"',
+                           ro, COLORIZE, checkpoint, img)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (f"colorize predict: error: output: cannot write to {ro}/out: "
+                                                   "Read-only file system")
+    assert not list(ro.iterdir())
+
+
+def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table(tmp_path, checkpoint):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(8):  # noisy 320x320 photos: ~250 KB PNG outputs each
+        Image.fromarray(photo(320, 320, i)).save(src / f"p{i}.png")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    keep = tmp_path / "after"
+    res = in_private_mount(
+        'mount -t tmpfs -o size=640k tmpfs "$1" && "$2" predict -m "$3" -o "$1/out" --size 32 --workers 1 '
+        '--batch-size 1 "$4"; rc=$?; cp -a "$1/out" "$5"; exit $rc',
+        disk, COLORIZE, checkpoint, src, keep)
+    assert res.returncode == 0, res.stderr  # some photos were colorized
+    assert "Traceback" not in res.stderr and "stopped early: the run stopped after a write failed" in res.stderr
+    rows = read_tsv(keep / "status.tsv")
+    assert [Path(r["input"]).name for r in rows] == [f"p{i}.png" for i in range(8)]  # complete, in order
+    ok = [r for r in rows if r["status"] == "ok"]
+    failed = [r for r in rows if r["status"] == "failed"]
+    assert ok and failed and len(ok) + len(failed) == 8
+    assert any("No space left on device" in r["reason"] for r in failed)
+    assert all("No space left" in r["reason"] or r["reason"].startswith("not attempted") for r in failed)
+    for r in ok:
+        with Image.open(keep / Path(r["output"]).name) as im:
+            assert im.size == (320, 320)
+    assert not [p.name for p in keep.iterdir() if ".tmp" in p.name]  # no temporary file left behind
+    for r in failed:
+        assert not (keep / Path(r["input"]).name).exists()
+
+
+@pytest.mark.parametrize("content, why", [(b"", "empty file"), (b"hello, I am text\n", "not a PyTorch file"),
+                                         (None, "without the model's settings")])
+def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path, content, why):
+    bad = tmp_path / "model.pt"
+    if content is None:
+        torch.save({"weights": torch.zeros(3)}, bad)  # a PyTorch file, but not ours
+    else:
+        bad.write_bytes(content)
+    img = tmp_path / "a.jpg"
+    Image.fromarray(photo(40, 50, 1)).save(img)
+    res = run("predict", "-q", "-m", bad, "-o", tmp_path / "out", img)
+    assert res.returncode == 2
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"colorize predict: error: --model {bad}: not a colorize checkpoint") and why in last
+    assert "Traceback" not in res.stderr
+
+
+def test_evaluate_names_a_file_that_is_not_a_shard(tmp_path, checkpoint):
+    bad = tmp_path / "photos.h5"
+    bad.write_text("not hdf5")
+    res = run("evaluate", "-q", "-m", checkpoint, "--per-image", tmp_path / "p.tsv", "--summary", tmp_path / "s.tsv",
+              bad)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1] == (f"colorize evaluate: error: SHARD {bad}: not an HDF5 file "
+                                                   "(a shard is the .h5 a shard job writes)")
+    import h5py
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["x"] = [1, 2, 3]
+    res = run("evaluate", "-q", "-m", checkpoint, "--per-image", tmp_path / "p.tsv", "--summary", tmp_path / "s.tsv",
+              tmp_path / "other.h5")
+    assert res.returncode == 2 and "not a colorize shard (no L, ab, relpath dataset)" in res.stderr
+
+
+def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint):
+    src = tmp_path / "photos"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(photo(30, 40, i)).save(src / f"p{i}.jpg")
+    out = tmp_path / "out"
+    first = run("predict", "-m", checkpoint, "-o", out, "--size", "32", src)
+    assert first.returncode == 0 and "colorized 4 of 4" in first.stdout
+    stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
+    rows = read_tsv(out / "status.tsv")
+    assert all(r["settings"] and r["source"] for r in rows)
+
+    # a run killed part-way: one output and its status row are gone; a new photo arrived
+    (out / "p2.jpg").unlink()
+    Image.fromarray(photo(30, 40, 9)).save(src / "p4.jpg")
+    again = run("predict", "-m", checkpoint, "-o", out, "--size", "32", src)
+    assert again.returncode == 0 and "colorized 5 of 5" in again.stdout and "(3 already done)" in again.stdout
+    now = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
+    assert sorted(n for n in stamps if now[n] == stamps[n]) == ["p0.jpg", "p1.jpg", "p3.jpg"]  # untouched
+    assert len(read_tsv(out / "status.tsv")) == 5
+
+    # a changed input or a changed option redoes the affected outputs
+    Image.fromarray(photo(30, 40, 7)).save(src / "p0.jpg")
+    changed = run("predict", "-m", checkpoint, "-o", out, "--size", "32", src)
+    assert "(4 already done)" in changed.stdout
+    other_size = run("predict", "-m", checkpoint, "-o", out, "--size", "48", src)
+    assert "already done" not in other_size.stdout and "colorized 5 of 5" in other_size.stdout
+    settings = {r["settings"] for r in read_tsv(out / "status.tsv")}
+    assert len(settings) == 1 and settings != {rows[0]["settings"]}
+    forced = run("predict", "-m", checkpoint, "-o", out, "--size", "48", "--no-resume", src)
+    assert "already done" not in forced.stdout

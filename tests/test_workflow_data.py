@@ -77,3 +77,57 @@ def test_url_archive_source_through_the_workflow(photo_dir, tmp_path, http_serve
     assert proc.returncode != 0
     log = (work2 / "results/tiny/logs/fetch.log").read_text()
     assert "0" * 64 in log and hashlib.sha256(data).hexdigest() in log
+
+
+def test_real_world_names_and_links_through_the_data_stages(tmp_path):
+    """White space runs, tabs, newlines, non-ASCII and non-UTF-8 names, and links out of the
+    folder: the data stage runs, every entry has a manifest row with its exact name, good
+    photos reach the shards, and nothing outside the folder is read."""
+    import os
+
+    from conftest import colour_photo, make_good_images, save
+
+    root = tmp_path / "photos"
+    make_good_images(root, n=4)
+    odd = ["two  spaces.jpg", " leading.jpg", "trailing .jpg", "tab\there.jpg", "new\nline.jpg", "ünï 写真.png"]
+    for i, name in enumerate(odd):
+        save(root / name, colour_photo(64, 80, seed=50 + i))
+    save(root / os.fsdecode(b"caf\xe9.jpg"), colour_photo(64, 80, seed=70))
+    os.symlink("/etc/passwd", root / "passwd.jpg")
+    os.symlink("good_01.jpg", root / "inside_link.jpg")
+    os.symlink("nowhere.jpg", root / "broken.jpg")
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, tiny_config(root))
+    snakemake(work, "results/tiny/summary.tsv")
+    manifest = {r["relpath"]: r["status"] for r in read_tsv(work / "results/tiny/manifest.tsv")}
+    assert len(manifest) == 4 + len(odd) + 4
+    for name in odd:
+        assert manifest[name] == "ok", name
+    assert manifest["caf\\xe9.jpg"].startswith("file name is not valid UTF-8")
+    assert manifest["passwd.jpg"].startswith("symlink leaves the source folder")
+    assert manifest["broken.jpg"].startswith("broken symlink")
+    assert manifest["inside_link.jpg"].startswith("duplicate")  # followed: it stays inside
+    in_shards = set()
+    for h5 in (work / "results/tiny/shards").glob("*.h5"):
+        with h5py.File(h5) as f:
+            in_shards |= {s.decode() for s in f["relpath"][...]}
+    assert in_shards == {n for n, s in manifest.items() if s == "ok"}
+    assert planned_jobs(work, "results/tiny/summary.tsv") == {}
+
+
+@pytest.mark.parametrize("override, key", [
+    ({"dataset": {"name": "..", "source": "builtin"}}, "dataset.name"),
+    ({"dataset": {"name": ".hidden", "source": "builtin"}}, "dataset.name"),
+    ({"dataset": {"name": "a/b", "source": "builtin"}}, "dataset.name"),
+    ({"image_size": 32, "models": {"m": {"arch": "unet", "crop_size": 64}}}, "models.m.crop_size"),
+    ({"models": {"..": {"arch": "unet"}}}, "models"),
+])
+def test_config_values_that_would_fail_later_fail_before_any_job(tmp_path, override, key):
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, tiny_config("builtin", **override))
+    proc = snakemake(work, "--dry-run", check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and f"config key {key}" in out, out[-3000:]
+    assert not (work / "results").exists() and not (tmp_path / "results").exists()

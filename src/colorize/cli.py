@@ -227,6 +227,9 @@ def cmd_predict(args, parser) -> int:
     n_ok = len(results) - len(failed)
     for r in failed:
         print(f"failed: {r.input}: {r.reason}", file=sys.stderr)
+    if results.stopped:
+        print(f"stopped early: {results.stopped.removeprefix('not attempted: ')}; make room and run the same "
+              "command again: what is done is skipped", file=sys.stderr)
     done_before = f" ({results.resumed} already done)" if results.resumed else ""
     print(f"colorized {n_ok} of {len(results)} images into {args.output}{done_before}; {len(failed)} failed; "
           f"status: {results.status_path}")

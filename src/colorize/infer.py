@@ -213,7 +213,8 @@ class Results(list):
     """``colorize_files``' one ``Result`` per input, plus where the status table went."""
 
     status_path: Path | None = None
-    resumed: int = 0
+    resumed: int = 0  # done by an earlier run and skipped
+    stopped: str | None = None  # why the run stopped before the end (a full or read-only disk)
 
 
 class OutputNotWritable(OSError):
@@ -532,7 +533,7 @@ def colorize_files(
             bar.update(1)
             if result.errno in _FATAL_WRITE_ERRNOS and stopped is None:
                 stopped = f"not attempted: the run stopped after a write failed ({os.strerror(result.errno)})"
-                log.error("stopping: cannot write %s: %s", result.output or result.input, os.strerror(result.errno))
+                log.error("stopping: cannot write the output of %s: %s", result.input, os.strerror(result.errno))
 
         def drain(limit: int) -> None:
             nonlocal writes
@@ -588,6 +589,7 @@ def colorize_files(
                               stopped or "not attempted")
     final.status_path = journal.finish(final)
     final.resumed = n_resumed
+    final.stopped = stopped
     n_bad = sum(not r.ok for r in final)
     log.info(
         "colorized %d of %d images into %s (%d failed, %d already done; status: %s)",

@@ -35,7 +35,7 @@ from tqdm import tqdm
 from .colorspace import lab_to_rgb, mean_chroma, rgb_to_lab
 from .imageio import ImageDecodeError, is_image_name
 from .infer import default_batch_size, load_model, model_device, predict_l_batch, working_size
-from .manifest import list_files
+from .manifest import walk
 from .preprocess import PreprocessConfig, prepare_image
 from .shards import iter_batches
 from .tsv import write_tsv
@@ -229,6 +229,7 @@ def evaluate_folder(
     max_pixels: int = PreprocessConfig.max_pixels,
     min_side: int = PreprocessConfig.min_side,
     gray_chroma_threshold: float = PreprocessConfig.gray_chroma_threshold,
+    follow_external_links: bool = False,
     batch_size: int | None = None,
     workers: int = 2,
     progress: bool = False,
@@ -240,6 +241,7 @@ def evaluate_folder(
     with the test split's. A file it refuses (unreadable, not an image, too small, grayscale,
     ...) is logged and listed in ``excluded`` (``EXCLUDED_COLUMNS``: image, reason), written to
     ``excluded_path`` when given; it never stops the evaluation. Relative paths name the images.
+    Links that leave the folder are not followed unless ``follow_external_links`` (``manifest.walk``).
     """
     _check_method(method)
     folder = Path(folder)
@@ -251,7 +253,8 @@ def evaluate_folder(
         image_size=image_size, resize_policy=resize_policy, max_pixels=max_pixels, min_side=min_side,
         gray_chroma_threshold=gray_chroma_threshold,
     )  # fmt: skip
-    relpaths = list_files(folder)
+    listing = walk(folder, follow_external_links=follow_external_links)  # refused entries: listed as excluded
+    relpaths = listing.files
 
     def load(rel: str):
         if not is_image_name(rel):  # as the scan stage says it
@@ -264,7 +267,7 @@ def evaluate_folder(
             return rel, None, f"decode failed ({type(e).__name__}: {e})"
 
     rows: list[dict] = []
-    excluded: list[dict] = []
+    excluded: list[dict] = [{"image": rel, "reason": reason} for rel, reason in listing.refused.items()]
     bar = tqdm(total=len(relpaths), desc=f"evaluate {folder.name}", unit="img", disable=not progress)
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="metrics") as pool:
         for start in range(0, len(relpaths), batch_size):

@@ -27,6 +27,7 @@ rule evaluate_external:
         max_pixels=config["max_pixels"],
         min_side=config["min_side"],
         gray_chroma_threshold=config["gray_chroma_threshold"],
+        follow_external_links=config["dataset"]["follow_external_links"],
     threads: 2
     resources:
         gpu=1,

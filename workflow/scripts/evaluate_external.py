@@ -1,7 +1,7 @@
 """Snakemake script: model vs gray baseline on a folder of photos (colorize.metrics.evaluate_folder).
 
 input.checkpoint; params.folder, image_size, resize_policy, max_pixels, min_side,
-gray_chroma_threshold (the preprocessing settings, so each photo is prepared as a shard image)
+gray_chroma_threshold, follow_external_links (the preprocessing settings, so each photo is prepared as a shard image)
 -> output.per_image, output.summary, output.excluded (TSVs).
 """
 
@@ -24,6 +24,7 @@ evaluate_folder_checkpoint(
     max_pixels=smk.params.max_pixels,
     min_side=smk.params.min_side,
     gray_chroma_threshold=smk.params.gray_chroma_threshold,
+    follow_external_links=smk.params.follow_external_links,
     method=smk.wildcards.get("model", "model"),
     workers=smk.threads,
 )
