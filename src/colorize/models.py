@@ -21,7 +21,7 @@ from .colorspace import AB_SCALE
 from .quantize import REBALANCE_LAMBDA, TEMPERATURE, annealed_mean, gamut_bins, uniform_prior
 
 FORMAT_VERSION = 1  # of checkpoint dicts (colorize.train writes them)
-ARCHITECTURES = ("seed_ae", "unet")
+ARCHITECTURES = ("seed_ae", "unet", "effnet_unet")
 LOSSES = ("mse", "zhang")
 
 
@@ -43,6 +43,9 @@ class ModelConfig:
     loss: str = "mse"  # "mse": tanh regression of ab / 128, as the seed; "zhang": ab-bin classification
     temperature: float = TEMPERATURE  # zhang: annealed-mean decoding (1 = mean, -> 0 = mode; paper 0.38)
     rebalance_lambda: float = REBALANCE_LAMBDA  # zhang: class rebalancing (1 = none; paper 0.5)
+    encoder: str = "efficientnet-lite0"  # effnet_unet: the ImageNet-pretrained encoder (colorize.pretrained)
+    freeze_encoder: bool = True  # effnet_unet: keep the encoder fixed (else fine-tune it)
+    encoder_lr_scale: float = 0.1  # effnet_unet, fine-tuned: the encoder's learning rate / lr
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -229,18 +232,31 @@ def init_logits_to(model: nn.Module, distribution, floor: float = 1e-6) -> None:
     conv.bias.copy_(torch.log(p / p.sum()).to(conv.bias))
 
 
-def build_model(cfg: ModelConfig) -> nn.Module:
+def build_model(cfg: ModelConfig, pretrained: bool = True) -> nn.Module:
+    """The model of ``cfg``; ``pretrained=False`` skips reading an encoder's ImageNet weights
+    (a checkpoint is about to overwrite them)."""
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {LOSSES}")
     if cfg.arch == "seed_ae":
         return SeedAE(cfg)
     if cfg.arch == "unet":
         return UNet(cfg)
+    if cfg.arch == "effnet_unet":
+        from .pretrained import PretrainedUNet
+
+        return PretrainedUNet(cfg, pretrained)
     raise ValueError(f"unknown architecture {cfg.arch!r}; choose one of {ARCHITECTURES}")
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+def count_parameters(model: nn.Module, trainable: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
+
+
+def param_groups(model: nn.Module, lr: float) -> list[dict]:
+    """Optimiser parameter groups: the model's own (a frozen or slower encoder), else one group."""
+    if hasattr(model, "param_groups"):
+        return model.param_groups(lr)
+    return [{"params": list(model.parameters()), "lr": lr}]
 
 
 class CheckpointError(ValueError):
@@ -276,8 +292,8 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
     Raises ``CheckpointError`` (naming the file) for anything that is not such a checkpoint."""
     ckpt = read_checkpoint(path, map_location)
     try:
-        model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
-        model.load_state_dict(ckpt["model"])
+        model = build_model(ModelConfig.from_dict(ckpt["model_config"]), pretrained=False)
+        model.load_state_dict(ckpt["model"])  # (an fp16 state_dict is cast to the model's float32)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")

@@ -37,7 +37,8 @@ from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset, shards_fingerprint
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .metrics import psnr
-from .models import FORMAT_VERSION, ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to
+from .models import (FORMAT_VERSION, ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to,
+                     param_groups)
 from .shards import shard_info
 from .tsv import cell, write_tsv
 
@@ -326,7 +327,7 @@ def train(
     # Model and optimiser, fresh or from the last checkpoint.
     seed_everything(cfg.seed)
     model = to_device_format(build_model(model_cfg), device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.Adam(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict] = []
     best_val_psnr = None
     start_epoch = 1
