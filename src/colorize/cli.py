@@ -45,10 +45,12 @@ def _add_model_options(p: argparse.ArgumentParser, size_help: str = PREDICT_SIZE
     p.add_argument(
         "--model",
         "-m",
-        required=True,
         type=Path,
+        default=None,
         metavar="CHECKPOINT",
-        help="trained checkpoint (checkpoint.pt or best.pt written by training)",
+        help="trained checkpoint (checkpoint.pt or best.pt written by training; default: the model "
+        "that ships with colorize, an ImageNet-pretrained EfficientNet-Lite0 U-Net; see its card "
+        "in the README)",
     )
     p.add_argument("--size", type=_positive_int, default=None, metavar="PX", help=size_help)
     p.add_argument(
@@ -183,7 +185,13 @@ def _fail(parser, message: str):
 def _load(args, parser):
     from .infer import DEFAULT_SIZE, load_model, working_size
     from .models import CheckpointError
+    from .shipped import resolve_checkpoint
 
+    if args.model is None:
+        try:
+            args.model = resolve_checkpoint(None)
+        except FileNotFoundError as e:
+            _fail(parser, f"no --model given and {e}")
     if not args.model.is_file():
         _fail(parser, f"--model {args.model}: no such file")
     try:

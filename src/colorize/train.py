@@ -68,6 +68,7 @@ class TrainConfig:
     seed: int = 0  # seeds weights, shuffling and augmentation
     log_interval: int = 50  # log the running training loss every this many steps; 0 = only per epoch
     patience: int = 0  # stop after this many epochs without a better validation PSNR; 0 = never stop early
+    init_from: str | None = None  # start from this checkpoint's weights ("shipped": the shipped model)
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -151,6 +152,24 @@ def _checkpoint(model, optimizer, model_cfg, train_cfg, data, epoch, best_val_ps
         "best_val_psnr": best_val_psnr,  # None until a validation PSNR exists
         "history": [dict(row) for row in history],
     }
+
+
+def _init_weights(model: torch.nn.Module, model_cfg: ModelConfig, source: str) -> None:
+    """Fine-tuning: start from another checkpoint's weights (``init_from``), which must be of
+    the same architecture; the head's decoding settings (``temperature``) may differ."""
+    from .models import read_checkpoint
+    from .shipped import resolve_checkpoint
+
+    path = resolve_checkpoint(source)
+    ckpt = read_checkpoint(path)
+    theirs = {**ModelConfig().to_dict(), **ckpt["model_config"]}
+    ours = model_cfg.to_dict()
+    differ = {k: (theirs.get(k), v) for k, v in ours.items()
+              if theirs.get(k) != v and k not in ("temperature", "freeze_encoder", "encoder_lr_scale")}
+    if differ:
+        raise ValueError(f"init_from {source}: {path} is a different model ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())})")
+    model.load_state_dict(ckpt["model"])
+    log.info("starting from the weights of %s (epoch %s of its training)", path, ckpt.get("epoch"))
 
 
 def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict) -> dict | None:
@@ -344,9 +363,12 @@ def train(
         log.info(
             "resuming from %s: epoch %d done, continuing at epoch %d", checkpoint_path, resumed["epoch"], start_epoch
         )
-    elif checkpoint_path.exists():
-        checkpoint_path.unlink()
-        best_path.unlink(missing_ok=True)
+    else:
+        if checkpoint_path.exists():
+            checkpoint_path.unlink()
+            best_path.unlink(missing_ok=True)
+        if cfg.init_from:
+            _init_weights(model, model_cfg, cfg.init_from)
     if start_epoch > cfg.epochs:
         log.info("nothing left to train: %s already holds epoch %d of %d", checkpoint_path, start_epoch - 1, cfg.epochs)
 

@@ -37,6 +37,7 @@ wildcard_constraints:
 
 
 DATASET = config["dataset"]["name"]
+SHIPPED_MODEL = "shipped"  # the model name under which the shipped model is evaluated
 SOURCE = config["dataset"]["source"]
 SPLITS = ["train", "val", "test"]
 
@@ -65,6 +66,11 @@ if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
     raise WorkflowError(
         f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
         "or an existing folder"
+    )
+if SHIPPED_MODEL in config["models"]:
+    raise WorkflowError(
+        f"config key models.{SHIPPED_MODEL}: the name is taken by the model that ships with "
+        "the project (shipped_model: true evaluates it); give your model another name"
     )
 for _name, _model in config["models"].items():
     if _model.get("crop_size", 0) > config["image_size"]:
@@ -165,14 +171,27 @@ def model_settings(wildcards):
     return config["models"][wildcards.model]
 
 
+def shipped_checkpoint():
+    """The file of the model that ships with the project (package data of `colorize`)."""
+    from colorize.shipped import SHIPPED
+
+    return str(SHIPPED)
+
+
+def evaluated_models():
+    """The models trained here, and the shipped one when `shipped_model` is on."""
+    return [*config["models"], *([SHIPPED_MODEL] if config["shipped_model"] else [])]
+
+
 def all_targets():
     targets = [
         f"results/{DATASET}/manifest.tsv",
         f"results/{DATASET}/summary.tsv",
     ]
     for model in config["models"]:
+        targets.append(f"results/{DATASET}/models/{model}/checkpoint.pt")
+    for model in evaluated_models():
         targets += [
-            f"results/{DATASET}/models/{model}/checkpoint.pt",
             f"results/{DATASET}/eval/{model}/summary.tsv",
             f"results/{DATASET}/eval/{model}/grid.png",
         ]

@@ -3,6 +3,8 @@
 
 rule train:
     """Train one model on the train shards, validating on the val shards; resumable."""
+    wildcard_constraints:
+        model=r"(?!shipped$)[A-Za-z0-9_.-]+",
     input:
         train=lambda wc: shard_files(wc.dataset, "train"),
         val=lambda wc: shard_files(wc.dataset, "val"),
@@ -35,3 +37,15 @@ rule train:
         "results/{dataset}/benchmarks/train/{model}.tsv"
     script:
         "../scripts/train.py"
+
+
+rule shipped_model:
+    """The model that ships with the project, evaluated beside the models trained here."""
+    input:
+        shipped_checkpoint(),
+    output:
+        best="results/{dataset}/models/shipped/best.pt",
+    log:
+        "results/{dataset}/logs/shipped_model.log",
+    shell:
+        "cp {input:q} {output.best:q} 2> {log:q}"

