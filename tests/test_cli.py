@@ -258,3 +258,18 @@ def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint):
     assert len(settings) == 1 and settings != {rows[0]["settings"]}
     forced = run("predict", "-m", checkpoint, "-o", out, "--size", "48", "--no-resume", src)
     assert "already done" not in forced.stdout
+
+
+def test_predict_without_a_model_uses_the_shipped_one(tmp_path):
+    from colorize.metrics import ab_of_rgb
+    from colorize.colorspace import mean_chroma
+    from skimage import data
+
+    gray = tmp_path / "scan.png"
+    Image.fromarray(np.asarray(Image.fromarray(data.astronaut()).convert("L"))).save(gray)
+    res = run("predict", "-q", "-o", tmp_path / "out", gray)
+    assert res.returncode == 0, res.stderr
+    with Image.open(tmp_path / "out" / "scan.png") as im:
+        rgb = np.asarray(im.convert("RGB"))
+    assert rgb.shape == (512, 512, 3)
+    assert mean_chroma(ab_of_rgb(rgb)) > 3  # colour, not gray

@@ -154,3 +154,36 @@ def test_fine_tuning_starts_from_a_checkpoint(shards, tmp_path):
         train(ModelConfig(arch="unet", base_channels=4, depth=2),
               TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, init_from=str(start)),
               train_shards, val_shards, tmp_path / "other", progress=False)
+
+
+# -- the shipped model ---------------------------------------------------------------------------
+
+
+def test_the_shipped_model_loads_weights_only_with_its_card():
+    from colorize.shipped import SHIPPED
+
+    ckpt = torch.load(SHIPPED, weights_only=True)
+    assert ckpt["model_config"]["arch"] == "effnet_unet"
+    assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
+    card = ckpt["card"]
+    for key in ("architecture", "encoder", "encoder_weights", "trained_epochs", "commit", "train_config"):
+        assert card.get(key) is not None, key
+    assert SHIPPED.stat().st_size < 25e6
+    model, _ = load_checkpoint(SHIPPED)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_release_keeps_the_model_within_fp16(shards, tmp_path):
+    from colorize.shipped import release
+
+    train_shards, val_shards = shards
+    train(ModelConfig(arch="effnet_unet"), TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0),
+          train_shards, val_shards, tmp_path / "run", progress=False)
+    out = release(tmp_path / "run" / "best.pt", tmp_path / "shipped.pt", {"data": "tiny test shards"})
+    assert out.stat().st_size < (tmp_path / "run" / "best.pt").stat().st_size
+    a, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    b, ckpt = load_checkpoint(out)
+    assert ckpt["card"]["data"] == "tiny test shards" and "optimizer" not in ckpt
+    x = torch.rand(2, 1, 64, 48) * 2 - 1
+    with torch.no_grad():
+        assert (a.ab_from_output(a(x)) - b.ab_from_output(b(x))).abs().max() < 0.01  # ab/128: ~1 Lab unit

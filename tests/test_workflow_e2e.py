@@ -38,7 +38,7 @@ def completed(tmp_path_factory):
     (scans / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     work = copy_workflow(base / "work")
     # relative paths (from the working directory), so a copy of the whole run is a valid run
-    config = tiny_config("../photos", colorize={"input_dir": "../scans", "batch_size": 2})
+    config = tiny_config("../photos", colorize={"input_dir": "../scans", "batch_size": 2}, shipped_model=True)
     write_config(work, config)
     snakemake(work)
     snakemake(work, "--report", "report.html")
@@ -78,6 +78,21 @@ def test_whole_workflow_outputs(completed):
         assert name in html
 
 
+def test_the_default_run_also_evaluates_and_colorizes_with_the_shipped_model(completed):
+    from colorize.shipped import SHIPPED
+
+    res = completed / "work/results/tiny"
+    assert (res / "models/shipped/best.pt").read_bytes() == SHIPPED.read_bytes()
+    assert not (res / "models/shipped/history.tsv").exists()  # not trained here
+    summary = {r["method"]: r for r in read_tsv(res / "eval/shipped/summary.tsv")}
+    assert set(summary) == {"shipped", "gray"}
+    assert float(summary["shipped"]["chroma_pred"]) > 0
+    assert (res / "eval/shipped/grid.png").stat().st_size > 1000
+    status = {r["input"].rsplit("/", 1)[-1]: r["status"] for r in read_tsv(res / "colorized/shipped/status.tsv")}
+    assert status == {"scan1.png": "ok", "scan2.jpg": "ok", "broken.jpg": "failed"}
+    assert "shipped" in (completed / "work/report.html").read_text(errors="replace")
+
+
 def test_nothing_to_do_after_a_complete_run(completed):
     assert planned_jobs(completed / "work") == {}
 
@@ -96,7 +111,7 @@ def test_image_size_rebuilds_shards_and_everything_downstream(completed, tmp_pat
     write_config(run / "work", cfg)
     jobs = planned_jobs(run / "work")
     assert jobs.get("shard") == 4 and jobs.get("manifest") == 1 and jobs.get("train") == 2
-    assert jobs.get("evaluate") == 2 and jobs.get("grid") == 2
+    assert jobs.get("evaluate") == 3 and jobs.get("grid") == 3  # two trained models and the shipped one
 
 
 def test_resize_policy_rebuilds_shards(completed, tmp_path):
@@ -132,7 +147,7 @@ def test_code_change_in_one_script_reruns_that_step(completed, tmp_path):
     script = work / "workflow/scripts/grid.py"
     script.write_text(script.read_text() + "\n# a change in the grid step's code\n")
     jobs = planned_jobs(work)
-    assert jobs == {"grid": 2, "all": 1}, jobs
+    assert jobs == {"grid": 3, "all": 1}, jobs
 
 
 def test_killed_training_resumes_from_its_checkpoint(completed, tmp_path):

@@ -43,6 +43,7 @@ class ModelConfig:
     loss: str = "mse"  # "mse": tanh regression of ab / 128, as the seed; "zhang": ab-bin classification
     temperature: float = TEMPERATURE  # zhang: annealed-mean decoding (1 = mean, -> 0 = mode; paper 0.38)
     rebalance_lambda: float = REBALANCE_LAMBDA  # zhang: class rebalancing (1 = none; paper 0.5)
+    chroma_gain: float = 1.0  # mse: decoding-only gain on the predicted ab (1 = as predicted)
     encoder: str = "efficientnet-lite0"  # effnet_unet: the ImageNet-pretrained encoder (colorize.pretrained)
     freeze_encoder: bool = True  # effnet_unet: keep the encoder fixed (else fine-tune it)
     encoder_lr_scale: float = 0.1  # effnet_unet, fine-tuned: the encoder's learning rate / lr
@@ -64,15 +65,23 @@ def _pad_to_multiple(x: torch.Tensor, m: int):
 
 
 class RegressionHead(nn.Module):
-    """tanh output scaled to ab / 128 (the seed's head); loss: MSE."""
+    """tanh output scaled to ab / 128 (the seed's head); loss: MSE.
+
+    ``chroma_gain`` (decoding only, 1 = off) multiplies the predicted ab: MSE regresses to the
+    mean colour and so paints too timidly; a gain chosen on validation photos restores some of
+    the chroma (``benchmarks/quality.py --chroma-gain`` measures the trade against PSNR)."""
 
     out_channels = 2
+
+    def __init__(self, chroma_gain: float = 1.0):
+        super().__init__()
+        self.chroma_gain = float(chroma_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.tanh(x)
 
     def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
-        return out
+        return out if self.chroma_gain == 1.0 else (out * self.chroma_gain).clamp(-1.0, 1.0)
 
 
 class ClassificationHead(nn.Module):
@@ -103,7 +112,7 @@ class ClassificationHead(nn.Module):
 
 def make_head(cfg: "ModelConfig") -> nn.Module:
     if cfg.loss == "mse":
-        return RegressionHead()
+        return RegressionHead(cfg.chroma_gain)
     if cfg.loss == "zhang":
         return ClassificationHead(cfg.temperature)
     raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {LOSSES}")

@@ -165,7 +165,7 @@ def _init_weights(model: torch.nn.Module, model_cfg: ModelConfig, source: str) -
     theirs = {**ModelConfig().to_dict(), **ckpt["model_config"]}
     ours = model_cfg.to_dict()
     differ = {k: (theirs.get(k), v) for k, v in ours.items()
-              if theirs.get(k) != v and k not in ("temperature", "freeze_encoder", "encoder_lr_scale")}
+              if theirs.get(k) != v and k not in ("temperature", "chroma_gain", "freeze_encoder", "encoder_lr_scale")}
     if differ:
         raise ValueError(f"init_from {source}: {path} is a different model ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())})")
     model.load_state_dict(ckpt["model"])

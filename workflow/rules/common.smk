@@ -178,6 +178,14 @@ def shipped_checkpoint():
     return str(SHIPPED)
 
 
+def init_checkpoint(wildcards):
+    """The checkpoint a model fine-tunes from (`init_from`), so that a new one retrains it."""
+    source = config["models"][wildcards.model].get("init_from")
+    if not source:
+        return []
+    return [shipped_checkpoint() if source == "shipped" else source]
+
+
 def evaluated_models():
     """The models trained here, and the shipped one when `shipped_model` is on."""
     return [*config["models"], *([SHIPPED_MODEL] if config["shipped_model"] else [])]

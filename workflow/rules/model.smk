@@ -8,6 +8,7 @@ rule train:
     input:
         train=lambda wc: shard_files(wc.dataset, "train"),
         val=lambda wc: shard_files(wc.dataset, "val"),
+        init=init_checkpoint,
     output:
         checkpoint="results/{dataset}/models/{model}/checkpoint.pt",
         best="results/{dataset}/models/{model}/best.pt",
@@ -45,6 +46,8 @@ rule shipped_model:
         shipped_checkpoint(),
     output:
         best="results/{dataset}/models/shipped/best.pt",
+    conda:
+        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/shipped_model.log",
     shell:
