@@ -68,6 +68,8 @@ def test_help_mentions_every_option():
         "--max-pixels",
         "--jpeg-quality",
         "--quiet",
+        "--resume",
+        "--chroma-gain",
     }
     assert expected <= options
     for opt in options:
@@ -272,4 +274,9 @@ def test_predict_without_a_model_uses_the_shipped_one(tmp_path):
     with Image.open(tmp_path / "out" / "scan.png") as im:
         rgb = np.asarray(im.convert("RGB"))
     assert rgb.shape == (512, 512, 3)
-    assert mean_chroma(ab_of_rgb(rgb)) > 3  # colour, not gray
+    plain = mean_chroma(ab_of_rgb(rgb))
+    assert plain > 3  # colour, not gray
+    vivid = run("predict", "-q", "-o", tmp_path / "vivid", "--chroma-gain", "1.3", gray)
+    assert vivid.returncode == 0, vivid.stderr
+    with Image.open(tmp_path / "vivid" / "scan.png") as im:
+        assert mean_chroma(ab_of_rgb(np.asarray(im.convert("RGB")))) > 1.15 * plain

@@ -252,7 +252,8 @@ def run_settings(model: torch.nn.Module, **options) -> str:
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     head = getattr(model, "head", None)
-    options = dict(options, temperature=getattr(head, "temperature", None), inference_version=1)
+    options = dict(options, temperature=getattr(head, "temperature", None),
+                   chroma_gain=getattr(head, "chroma_gain", None), inference_version=1)
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 
