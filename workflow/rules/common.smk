@@ -180,7 +180,7 @@ def shipped_checkpoint():
 
 def init_checkpoint(wildcards):
     """The checkpoint a model fine-tunes from (`init_from`), so that a new one retrains it."""
-    source = config["models"][wildcards.model].get("init_from")
+    source = config["models"].get(wildcards.model, {}).get("init_from")
     if not source:
         return []
     return [shipped_checkpoint() if source == "shipped" else source]

@@ -4,7 +4,7 @@
 rule train:
     """Train one model on the train shards, validating on the val shards; resumable."""
     wildcard_constraints:
-        model=r"(?!shipped$)[A-Za-z0-9_.-]+",
+        model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     input:
         train=lambda wc: shard_files(wc.dataset, "train"),
         val=lambda wc: shard_files(wc.dataset, "val"),
