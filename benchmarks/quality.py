@@ -34,25 +34,18 @@ from colorize.imageio import ImageDecodeError, load_image  # noqa: E402
 from colorize.infer import colorize_arrays, load_model, working_size  # noqa: E402
 from colorize.manifest import list_files  # noqa: E402
 from colorize.metrics import ab_of_rgb, colorfulness, psnr  # noqa: E402
+from colorize.preprocess import resize_square  # noqa: E402
 from colorize.colorspace import lab_to_rgb, mean_chroma, rgb_to_lab  # noqa: E402
 from colorize.shipped import resolve_checkpoint  # noqa: E402
 
 GRAY_CHROMA = 3.0
 
 
-def square(rgb: np.ndarray, size: int) -> np.ndarray:
-    h, w = rgb.shape[:2]
-    s = min(h, w)
-    crop = rgb[(h - s) // 2 : (h - s) // 2 + s, (w - s) // 2 : (w - s) // 2 + s]
-    interp = cv2.INTER_AREA if s >= size else cv2.INTER_CUBIC
-    return cv2.resize(np.ascontiguousarray(crop), (size, size), interpolation=interp)
-
-
 def load_folder(folder: Path, size: int, limit: int | None = None) -> tuple[list[str], list[np.ndarray], int]:
     names, photos, gray = [], [], 0
     for rel in list_files(folder):
         try:
-            rgb = square(load_image(folder / rel), size)
+            rgb = resize_square(load_image(folder / rel), size, "crop")
         except ImageDecodeError:
             continue
         if mean_chroma(rgb_to_lab(rgb)[..., 1:]) < GRAY_CHROMA:

@@ -341,14 +341,6 @@ def write_rgb(path: Path, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> 
         tmp.unlink(missing_ok=True)
 
 
-def write_status(results: Sequence[Result], path) -> Path:
-    """One row per input (``STATUS_COLUMNS``, tab-separated, atomic); width/height are empty
-    for a file that was never decoded."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, table_text([r.row() for r in results], STATUS_COLUMNS))
-
-
 def previous_status(path) -> dict[str, dict]:
     """The ok rows of an earlier run's status table (input -> row), for --resume."""
     try:

@@ -21,7 +21,6 @@ batch of gray images must not overwrite ImageNet's statistics).
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 from pathlib import Path
 
@@ -52,11 +51,9 @@ def weights_path(encoder: str) -> Path:
 
 
 def weights_sha256(encoder: str) -> str:
-    h = hashlib.sha256()
-    with open(weights_path(encoder), "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
+    from .manifest import sha256_file
+
+    return sha256_file(weights_path(encoder))
 
 
 def efficientnet(encoder: str, pretrained: bool = True) -> nn.Module:
@@ -110,18 +107,11 @@ class Encoder(nn.Module):
         return self.net(lightness_to_input(L_norm))
 
 
-def _double_conv(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-        nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True),
-    )  # fmt: skip
-
-
 class PretrainedUNet(nn.Module):
     """L -> pretrained EfficientNet-Lite features -> U-Net decoder -> the head (mse or zhang)."""
 
     def __init__(self, cfg, pretrained: bool = True):
-        from .models import make_head
+        from .models import DoubleConv, make_head
 
         super().__init__()
         self.cfg = cfg
@@ -133,7 +123,7 @@ class PretrainedUNet(nn.Module):
         self.ups = nn.ModuleList()
         below = enc[-1]
         for skip, width in zip([*reversed(enc[:-1]), 1], DECODER_CHANNELS):
-            self.ups.append(_double_conv(below + skip, width))
+            self.ups.append(DoubleConv(below + skip, width, "batch"))
             below = width
         self.head = make_head(cfg)
         self.out = nn.Conv2d(DECODER_CHANNELS[-1], self.head.out_channels, 1)

@@ -20,7 +20,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import torch
 
 SHIPPED_NAME = "colorize-effnet-lite0.pt"
 SHIPPED = Path(__file__).with_name("shipped") / SHIPPED_NAME
@@ -48,6 +47,7 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
     """A training checkpoint (``best.pt``) -> the shipped form: fp16 weights, no optimiser, a card."""
     from .models import read_checkpoint
     from .pretrained import weights_sha256
+    from .train import _atomic_torch_save
 
     ckpt = read_checkpoint(checkpoint)
     model_cfg = ckpt["model_config"]
@@ -73,9 +73,7 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
     shipped["card"] = json.loads(json.dumps(info, default=str))  # plain types only (weights_only)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    torch.save(shipped, tmp)
-    tmp.replace(out)
+    _atomic_torch_save(shipped, out)
     return out
 
 
