@@ -31,7 +31,7 @@ def smooth_rgb(size: int, seed: int) -> np.ndarray:
 def make_shards(folder: Path, n_images: int, size: int, n_shards: int) -> list[Path]:
     """``n_shards`` train shards holding ``n_images`` synthetic photos at ``size``, written by
     the project's own ``ShardWriter`` (the format training reads)."""
-    from colorize.preprocess import lab_planes
+    from colorize.colorspace import lab_planes
     from colorize.shards import ShardWriter
 
     folder.mkdir(parents=True, exist_ok=True)

@@ -143,7 +143,8 @@ def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
 def inference_rows(args, device, tmp: Path) -> list[dict]:
     from colorize.colorspace import rgb_to_lab
     from colorize.imageio import read_rgb
-    from colorize.infer import colorize_files, predict_ab, recombine, working_l, write_rgb
+    from colorize.infer import colorize_files, write_rgb
+    from colorize.predict import predict_ab, recombine, working_l
     from _train_bench import model_for
 
     rows = []

@@ -67,7 +67,8 @@ def _model(arch: str, device: str):
 def run_loop(model, paths, out: Path, size: int, batch_size) -> int:
     from colorize.colorspace import rgb_to_lab
     from colorize.imageio import read_rgb
-    from colorize.infer import predict_ab, recombine, working_l, write_rgb
+    from colorize.infer import write_rgb
+    from colorize.predict import predict_ab, recombine, working_l
 
     for p in paths:
         L = rgb_to_lab(read_rgb(p))[..., 0]

@@ -121,7 +121,7 @@ def run_floor(paths, size, out):
     import numpy as np
 
     from colorize.imageio import _REDUCED_FLAGS, jpeg_reduction
-    from colorize.preprocess import lab_planes
+    from colorize.colorspace import lab_planes
     from colorize.shards import STORE_DTYPE, ShardWriter, to_float16
 
     t_dec = t_lab = t_write = t_raw = 0.0

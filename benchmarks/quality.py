@@ -31,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table  # noqa: E402
 
 from colorize.imageio import ImageDecodeError, load_image  # noqa: E402
-from colorize.infer import colorize_arrays, load_model, working_size  # noqa: E402
+from colorize.checkpoint import load_model, working_size  # noqa: E402
+from colorize.predict import colorize_arrays  # noqa: E402
 from colorize.manifest import list_files  # noqa: E402
 from colorize.metrics import ab_of_rgb, colorfulness, psnr  # noqa: E402
 from colorize.preprocess import resize_square  # noqa: E402

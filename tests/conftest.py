@@ -114,7 +114,8 @@ def checkpoint_file(tmp_path_factory) -> Path:
     """A tiny untrained U-Net saved as training saves one (for the command line's --model)."""
     import torch
 
-    from colorize.models import FORMAT_VERSION, ModelConfig, build_model
+    from colorize.checkpoint import FORMAT_VERSION
+    from colorize.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(arch="unet", base_channels=4, depth=2)

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from colorize.cli import build_parser
-from colorize.infer import STATUS_COLUMNS
+from colorize.status import STATUS_COLUMNS
 from colorize.tsv import read_tsv
 from colorize.models import ModelConfig, build_model
 

@@ -7,15 +7,8 @@ import torch
 
 from conftest import make_bad_images, make_good_images
 from colorize.tsv import read_tsv
-from colorize.metrics import (
-    EXCLUDED_COLUMNS,
-    GRAY,
-    PER_IMAGE_COLUMNS,
-    SUMMARY_COLUMNS,
-    evaluate_folder,
-    evaluate_folder_checkpoint,
-    evaluate_shards,
-)
+from colorize.evaluate import EXCLUDED_COLUMNS, evaluate_folder, evaluate_folder_checkpoint, evaluate_shards
+from colorize.metrics import GRAY, PER_IMAGE_COLUMNS, SUMMARY_COLUMNS
 from colorize.models import ModelConfig, build_model
 from colorize.preprocess import PreprocessConfig, build_shard
 
@@ -40,7 +33,7 @@ def test_evaluate_folder_scores_like_a_shard_and_lists_excluded_files(folder, tm
     root, good, bad = folder
     out = tmp_path / "out"
     rows, summary, excluded = evaluate_folder(
-        tiny_model(), root, SIZE, "crop", out / "per_image.tsv", out / "summary.tsv", out / "excluded.tsv",
+        tiny_model(), root, PreprocessConfig(image_size=SIZE, resize_policy="crop"), out / "per_image.tsv", out / "summary.tsv", out / "excluded.tsv",
         method="unet", batch_size=3,
     )  # fmt: skip
 
@@ -74,17 +67,17 @@ def test_evaluate_folder_scores_like_a_shard_and_lists_excluded_files(folder, tm
 
 def test_evaluate_folder_of_only_bad_files_and_a_missing_folder(tmp_path):
     make_bad_images(tmp_path / "bad")
-    rows, summary, excluded = evaluate_folder(tiny_model(), tmp_path / "bad", SIZE, summary_path=tmp_path / "s.tsv")
+    rows, summary, excluded = evaluate_folder(tiny_model(), tmp_path / "bad", PreprocessConfig(image_size=SIZE), summary_path=tmp_path / "s.tsv")
     assert rows == [] and summary == [] and len(excluded) > 5
     assert read_tsv(tmp_path / "s.tsv") == []  # header only
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        evaluate_folder(tiny_model(), tmp_path / "nowhere", SIZE)
+        evaluate_folder(tiny_model(), tmp_path / "nowhere", PreprocessConfig(image_size=SIZE))
     with pytest.raises(ValueError, match="reserved"):
-        evaluate_folder(tiny_model(), tmp_path / "bad", SIZE, method=GRAY)
+        evaluate_folder(tiny_model(), tmp_path / "bad", PreprocessConfig(image_size=SIZE), method=GRAY)
 
 
 def test_evaluate_folder_checkpoint_uses_the_checkpoints_size(folder, tmp_path):
-    from colorize.models import FORMAT_VERSION
+    from colorize.checkpoint import FORMAT_VERSION
 
     root, good, _ = folder
     model = tiny_model()

@@ -15,11 +15,11 @@ import torch
 from PIL import Image
 
 from colorize.colorspace import rgb_to_lab
-from colorize.data import (InMemoryDataset, ShardDataset, _gather_crops, _slice_crops, _to_float32,
-                           draw_augmentation)
+from colorize.colorspace import lab_planes, lightness
+from colorize.data import InMemoryDataset, ShardDataset, _gather_crops, _slice_crops, draw_augmentation
 from colorize.imageio import _jpeg_header, decode_rgb, load_image, read_header
-from colorize.preprocess import PreprocessConfig, lab_planes, lightness, prepare_image, resize_square
-from colorize.shards import ShardWriter, read_shard, to_float16
+from colorize.preprocess import PreprocessConfig, prepare_image, resize_square
+from colorize.shards import ShardWriter, read_shard, to_float16, to_float32
 
 
 def photo(h, w, seed=0) -> np.ndarray:
@@ -40,7 +40,7 @@ def test_float16_conversions_are_bit_exact():
     to_float16(x, out)
     assert np.array_equal(out.view(np.uint16), ref.view(np.uint16))
     back = np.empty(x.shape, np.float32)
-    _to_float32(ref, back)
+    to_float32(ref, back)
     assert np.array_equal(back, ref.astype(np.float32), equal_nan=True)
 
 

@@ -15,14 +15,9 @@ from torch import nn
 
 from colorize.colorspace import normalize_ab, rgb_to_lab
 from colorize.imageio import ImageDecodeError, as_rgb_uint8, read_rgb
-from colorize.infer import (
-    collect_inputs,
-    colorize_arrays,
-    colorize_files,
-    load_model,
-    predict_l_batch,
-    predict_shard,
-)
+from colorize.checkpoint import load_model
+from colorize.infer import collect_inputs, colorize_files
+from colorize.predict import colorize_arrays, predict_l_batch, predict_shard
 from colorize.tsv import read_tsv
 from colorize.models import ModelConfig, build_model
 from colorize.shards import ShardWriter

@@ -11,7 +11,8 @@ import skimage.data
 import torch
 
 from colorize.colorspace import normalize_l, rgb_to_lab
-from colorize.models import ModelConfig, build_model, load_checkpoint, param_groups
+from colorize.checkpoint import load_checkpoint
+from colorize.models import ModelConfig, build_model, param_groups
 from colorize.pretrained import INPUT_MEAN, INPUT_STD, efficientnet, lightness_to_input, weights_path
 from colorize.train import TrainConfig, train
 from test_train import write_shard

@@ -8,7 +8,8 @@ import torch
 
 from colorize import quantize as q
 from colorize.colorspace import AB_SCALE, normalize_ab, rgb_to_lab
-from colorize.models import ModelConfig, build_model, count_parameters, init_logits_to, load_checkpoint
+from colorize.checkpoint import load_checkpoint
+from colorize.models import ModelConfig, build_model, count_parameters, init_logits_to
 from colorize.shards import ShardWriter
 from colorize.train import loss_for, split_settings, train
 

@@ -19,7 +19,8 @@ from PIL import Image
 from colorize.imageio import load_image
 from colorize.infer import colorize_files
 from colorize.manifest import SCAN_COLUMNS, scan, walk
-from colorize.preprocess import PreprocessConfig, build_shard, lightness, prepare_image
+from colorize.colorspace import lightness
+from colorize.preprocess import PreprocessConfig, build_shard, prepare_image
 from colorize.tsv import cell, read_tsv, unescape, write_tsv
 from test_infer import tinted_model
 

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 from colorize.colorspace import denormalize_ab, denormalize_l, normalize_ab, normalize_l, rgb_to_lab
 from colorize.data import InMemoryDataset, ShardDataset, batches_per_epoch, iterate_batches
 from colorize.device import autocast, pick_device, seed_everything
-from colorize.models import ModelConfig, build_model, count_parameters, load_checkpoint
+from colorize.checkpoint import FORMAT_VERSION, load_checkpoint
+from colorize.models import ModelConfig, build_model, count_parameters
 from colorize.shards import ShardWriter, read_shard
 import colorize.train as train_module
 from colorize.train import HISTORY_COLUMNS, TrainConfig, split_settings, train
@@ -223,7 +224,7 @@ def test_train_writes_outputs_and_a_weights_only_checkpoint(shards, tmp_path):
     assert summary["device"] == "cpu" and summary["resumed_from_epoch"] is None
 
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
-    assert ckpt["format_version"] == train_module.FORMAT_VERSION
+    assert ckpt["format_version"] == FORMAT_VERSION
     assert ckpt["model_config"] == TINY_UNET.to_dict() and ckpt["train_config"]["crop_size"] == 24
     assert ckpt["epoch"] == 3 and len(ckpt["history"]) == 3 and ckpt["optimizer"]["state"]
     assert ckpt["best_val_psnr"] == max(row["val_psnr"] for row in ckpt["history"])

@@ -192,8 +192,7 @@ def _fail(parser, message: str):
 
 
 def _load(args, parser):
-    from .infer import DEFAULT_SIZE, load_model, working_size
-    from .models import CheckpointError
+    from .checkpoint import CheckpointError, load_model, working_size
     from .shipped import resolve_checkpoint
 
     if args.model is None:
@@ -209,7 +208,7 @@ def _load(args, parser):
         _fail(parser, f"--model {e}")
     except Exception as e:
         _fail(parser, f"--model {args.model}: cannot load checkpoint ({type(e).__name__}: {e})")
-    size = args.size or working_size(ckpt, DEFAULT_SIZE)
+    size = args.size or working_size(ckpt)
     return model, size
 
 
@@ -261,7 +260,7 @@ def cmd_predict(args, parser) -> int:
 
 
 def cmd_evaluate(args, parser) -> int:
-    from .metrics import evaluate_shards
+    from .evaluate import evaluate_shards
     from .shards import ShardError, check_shard
 
     for shard in args.shards:

@@ -1,4 +1,4 @@
-"""RGB <-> CIE Lab conversion and the one normalisation the model uses.
+"""Every colour conversion and normalisation of the project: RGB <-> CIE Lab, the model's scaling.
 
 Lab comes from OpenCV on float32 RGB in [0, 1] (D65): L in 0..100, a and b in about -128..127.
 The model sees ``L_norm = (L - L_CENTER) / L_SCALE`` (about -1..1) and predicts
@@ -18,13 +18,38 @@ AB_SCALE = 128.0  # a and b are about -128..127; the seed's target is ab / 128
 COLOR_CONVERSION = "OpenCV cvtColor COLOR_RGB2Lab on float32 RGB in [0,1] (D65)"
 
 
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """HxWx3 RGB (uint8, or float in [0, 1]) -> HxWx3 float32 Lab (L 0..100, ab about +-128)."""
+def _lab_uint8(img: np.ndarray, order: str) -> np.ndarray:
+    """HxWx3 uint8 (RGB or BGR) -> HxWx3 float32 Lab, without a channel swap and with a
+    one-pass scaling to [0, 1] (``astype`` then ``*=`` is two passes)."""
+    code = {"RGB": cv2.COLOR_RGB2Lab, "BGR": cv2.COLOR_BGR2Lab}[order]
+    f32 = np.multiply(img, np.float32(1.0 / 255.0), dtype=np.float32)
+    return cv2.cvtColor(f32, code, dst=f32)
+
+
+def rgb_to_lab(rgb: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """HxWx3 image (uint8, or float in [0, 1]; channels ``order`` RGB or BGR) -> HxWx3 float32
+    Lab (L 0..100, ab about +-128)."""
     if rgb.dtype == np.uint8:
-        rgb = rgb.astype(np.float32) * (1.0 / 255.0)
-    elif rgb.dtype != np.float32:
+        return _lab_uint8(rgb, order)
+    if rgb.dtype != np.float32:
         rgb = rgb.astype(np.float32)
-    return cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)
+    return cv2.cvtColor(rgb, {"RGB": cv2.COLOR_RGB2Lab, "BGR": cv2.COLOR_BGR2Lab}[order])
+
+
+def lab_planes(img: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """HxWx3 uint8 image -> 3xHxW float32 Lab planes (L, a, b), laid out channel-first as the
+    shards store L and ab: ``rgb_to_lab(img)`` transposed, contiguous."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {img.dtype}")
+    return np.ascontiguousarray(_lab_uint8(img, order).transpose(2, 0, 1))
+
+
+def lightness(img: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """HxWx3 uint8 image -> HxW float32 Lab L (0..100), contiguous: ``rgb_to_lab(img)[..., 0]``
+    without laying out a and b (inference needs only L at full resolution)."""
+    if img.dtype != np.uint8:
+        raise TypeError(f"expected a uint8 image, got {img.dtype}")
+    return cv2.extractChannel(_lab_uint8(img, order), 0)
 
 
 # OpenCV's D65 white point and XYZ -> linear sRGB matrix (imgproc/src/color_lab.cpp).
@@ -85,6 +110,13 @@ def normalize_l(L):
     return (L - L_CENTER) / L_SCALE
 
 
+def normalize_l_(L):
+    """``normalize_l`` in place (numpy array or torch tensor, float); returns ``L``."""
+    L -= L_CENTER
+    L /= L_SCALE
+    return L
+
+
 def denormalize_l(L_norm):
     return L_norm * L_SCALE + L_CENTER
 
@@ -92,6 +124,12 @@ def denormalize_l(L_norm):
 def normalize_ab(ab):
     """Lab ab (about +-128) -> model target (about -1..1)."""
     return ab / AB_SCALE
+
+
+def normalize_ab_(ab):
+    """``normalize_ab`` in place (numpy array or torch tensor, float); returns ``ab``."""
+    ab /= AB_SCALE
+    return ab
 
 
 def denormalize_ab(ab_norm):
@@ -102,4 +140,4 @@ def mean_chroma(ab: np.ndarray) -> float:
     """Mean Lab chroma sqrt(a^2 + b^2); ab is HxWx2 or 2xHxW."""
     ab = np.asarray(ab, dtype=np.float32)
     axis = 0 if (ab.ndim == 3 and ab.shape[0] == 2 and ab.shape[-1] != 2) else -1
-    return float(np.sqrt((ab.astype(np.float32) ** 2).sum(axis=axis)).mean())
+    return float(np.sqrt((ab**2).sum(axis=axis)).mean())

@@ -26,41 +26,23 @@ over finished batches (``iterate_batches``), not samples to collate.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import cv2
-import h5py
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from .colorspace import AB_SCALE, L_CENTER, L_SCALE
-from .shards import read_shard, shard_info
+from .colorspace import normalize_ab_, normalize_l_
+from .shards import read_shard, shard_info, to_float32
 
 log = logging.getLogger("colorize.data")
 
 Sample = tuple[torch.Tensor, torch.Tensor]
 Draws = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]  # order, tops, lefts, flips
 SAMPLE_CHUNK = 64  # samples cut together when iterating sample by sample
-
-
-def shards_fingerprint(paths: Sequence[str | Path]) -> str:
-    """A short hash of which images the shards hold (file names, sizes, source sha256s), in order.
-
-    Lets a resumed training check that it continues on the same data; reads no pixels.
-    """
-    digest = hashlib.sha256()
-    for path in paths:
-        with h5py.File(path, "r") as f:
-            n, h, w = f["L"].shape
-            digest.update(f"{Path(path).name}|{n}|{h}x{w}|".encode())
-            for s in f["sha256"][...]:
-                digest.update(s if isinstance(s, bytes) else s.encode())
-    return digest.hexdigest()[:16]
 
 
 def _check_sizes(paths: Sequence[Path], sizes: Sequence[int], crop_size: int | None) -> int | None:
@@ -99,14 +81,12 @@ def _normalised(L: torch.Tensor, ab: torch.Tensor, out_L: torch.Tensor | None = 
                 out_ab: torch.Tensor | None = None) -> Sample:
     """float16 (B, c, c), (B, 2, c, c) Lab -> float32 (B, 1, c, c) L_norm, (B, 2, c, c) ab_norm.
 
-    The same arithmetic as ``normalize_l`` / ``normalize_ab``, in place on the float32 copy.
+    ``colorspace.normalize_l_`` / ``normalize_ab_``, in place on the float32 copy.
     """
     b, c = L.shape[0], L.shape[-1]
     out_L = torch.empty((b, 1, c, c), dtype=torch.float32, device=L.device) if out_L is None else out_L
     out_ab = torch.empty((b, 2, c, c), dtype=torch.float32, device=L.device) if out_ab is None else out_ab
-    out_L.copy_(L.unsqueeze(1)).sub_(L_CENTER).div_(L_SCALE)
-    out_ab.copy_(ab).div_(AB_SCALE)
-    return out_L, out_ab
+    return normalize_l_(out_L.copy_(L.unsqueeze(1))), normalize_ab_(out_ab.copy_(ab))
 
 
 def augment_batch(L: torch.Tensor, ab: torch.Tensor, idx, tops=None, lefts=None, flips=None,
@@ -137,25 +117,11 @@ def _normalised_cpu(Lc: np.ndarray, abc: np.ndarray, shared: bool) -> Sample:
         out_L.share_memory_()
         out_ab.share_memory_()
     L32, ab32 = out_L.numpy(), out_ab.numpy()
-    _to_float32(Lc, L32)
-    np.subtract(L32, L_CENTER, out=L32)
-    np.divide(L32, L_SCALE, out=L32)
-    _to_float32(abc, ab32)
-    np.divide(ab32, AB_SCALE, out=ab32)
+    to_float32(Lc, L32)
+    normalize_l_(L32)
+    to_float32(abc, ab32)
+    normalize_ab_(ab32)
     return out_L, out_ab
-
-
-_CONVERT_FP16 = getattr(cv2, "convertFp16", None)
-
-
-def _to_float32(src: np.ndarray, dst: np.ndarray) -> None:
-    """float16 ``src`` -> float32 ``dst`` (same number of elements, both C-contiguous)."""
-    if _CONVERT_FP16 is not None and src.size and src.flags.c_contiguous and dst.flags.c_contiguous:
-        c = src.shape[-1]
-        out = _CONVERT_FP16(src.view(np.int16).reshape(-1, c), dst.reshape(-1, c))  # OpenCV types fp16 as int16
-        if out.ctypes.data == dst.ctypes.data:
-            return
-    dst[...] = src.reshape(dst.shape)
 
 
 def _gather_crops(L: torch.Tensor, ab: torch.Tensor, idx, tops, lefts, flips, c: int):
@@ -198,16 +164,6 @@ def _slice_crops(L: np.ndarray, ab: np.ndarray, idx, tops, lefts, flips, c: int)
         Lc[k] = L[j, t : t + c, cols]
         abc[k] = ab[j, :, t : t + c, cols]
     return Lc, abc
-
-
-def augment(L: torch.Tensor, ab: torch.Tensor, rng: np.random.Generator | None, crop_size: int | None, flip: bool):
-    """Crop (random with ``rng``, centred without) and maybe flip one image; L is HxW, ab 2xHxW.
-
-    Returns normalised float32 (1xcxc, 2xcxc). One sample of ``augment_batch``.
-    """
-    _, tops, lefts, flips = draw_augmentation(1, L.shape[-1], rng, crop_size, flip)
-    L_norm, ab_norm = augment_batch(L[None], ab[None], [0], tops, lefts, flips, crop_size)
-    return L_norm[0], ab_norm[0]
 
 
 def _cut(L, ab, draws: Draws, start: int, stop: int, crop_size, shared: bool = False) -> Sample:

@@ -33,6 +33,7 @@ IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico".split()
 )
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~1.2 GB of float32 Lab at full resolution
+DEFAULT_MIN_SIDE = 32  # for training and evaluation sets: a shorter side below this is too small to learn from
 _REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
                   8: cv2.IMREAD_REDUCED_COLOR_8}
 

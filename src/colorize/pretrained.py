@@ -138,9 +138,9 @@ class PretrainedUNet(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .models import _pad_to_multiple
+        from .models import pad_to_multiple
 
-        x, (h, w) = _pad_to_multiple(x, 32)
+        x, (h, w) = pad_to_multiple(x, 32)
         if self.freeze_encoder:
             with torch.no_grad():
                 feats = self.encoder(x)

@@ -47,11 +47,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
 
-import h5py
 import numpy as np
 import torch
 
 from .colorspace import rgb_to_lab
+from .files import atomic_torch_save
+from .shards import iter_ab
 
 log = logging.getLogger("colorize.quantize")
 
@@ -175,11 +176,8 @@ def ab_counts(shard_paths: Sequence[str | Path], bin_size: float = BIN_SIZE, bat
     """(Q,) float64 number of pixels whose nearest bin is q, over every image of the shards."""
     counts = np.zeros(len(gamut_bins(bin_size)), np.float64)
     for path in shard_paths:
-        with h5py.File(path, "r") as f:
-            n = f["ab"].shape[0]
-            for start in range(0, n, batch):
-                ab = np.moveaxis(f["ab"][start : start + batch].astype(np.float32), 1, -1)
-                counts += np.bincount(quantize(ab, bin_size).ravel(), minlength=len(counts))
+        for ab in iter_ab(path, batch):
+            counts += np.bincount(quantize(np.moveaxis(ab, 1, -1), bin_size).ravel(), minlength=len(counts))
     return counts
 
 
@@ -236,11 +234,9 @@ def ab_prior(
         centres[int(prior.argmax())].tolist(), 100 * prior.max(),
     )  # fmt: skip
     if cache_path is not None:
-        tmp = Path(cache_path).with_name(Path(cache_path).name + ".tmp")
         obj = {"fingerprint": fingerprint, "bins": torch.from_numpy(centres.copy()),
                "counts": torch.from_numpy(counts), "prior": torch.from_numpy(prior)}  # fmt: skip
-        torch.save(obj, tmp)
-        tmp.replace(cache_path)
+        atomic_torch_save(obj, cache_path)
     return prior
 
 

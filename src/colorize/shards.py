@@ -21,7 +21,8 @@ File attributes: ``image_size``, ``split``, ``color_conversion``, ``library_vers
 
 from __future__ import annotations
 
-import os
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ import numpy as np
 
 from . import __version__
 from .colorspace import COLOR_CONVERSION
+from .files import temp_path
 
 FORMAT_VERSION = 1
 STORE_DTYPE = np.float16
@@ -48,6 +50,9 @@ def _compression_kwargs(compression: str) -> dict:
     raise ValueError(f"unknown shard compression {compression!r}; choose one of {COMPRESSIONS}")
 
 
+_CONVERT_FP16 = getattr(cv2, "convertFp16", None)  # OpenCV types float16 as int16
+
+
 def to_float16(src: np.ndarray, dst: np.ndarray) -> None:
     """float32 ``src`` -> float16 ``dst`` (same shape, C-contiguous), rounding to nearest even.
 
@@ -56,13 +61,21 @@ def to_float16(src: np.ndarray, dst: np.ndarray) -> None:
     """
     if _CONVERT_FP16 is not None and src.dtype == np.float32 and src.size and src.flags.c_contiguous:
         shape2d = (-1, src.shape[-1])
-        out = _CONVERT_FP16(src.reshape(shape2d), dst.view(np.int16).reshape(shape2d))  # OpenCV types fp16 as int16
+        out = _CONVERT_FP16(src.reshape(shape2d), dst.view(np.int16).reshape(shape2d))
         if out.ctypes.data == dst.ctypes.data:  # converted in place, as intended
             return
     dst[...] = src
 
 
-_CONVERT_FP16 = getattr(cv2, "convertFp16", None)
+def to_float32(src: np.ndarray, dst: np.ndarray) -> None:
+    """float16 ``src`` (as stored) -> float32 ``dst`` (same number of elements, both C-contiguous),
+    exactly; the reverse of ``to_float16``, by the same F16C instructions."""
+    if _CONVERT_FP16 is not None and src.size and src.flags.c_contiguous and dst.flags.c_contiguous:
+        c = src.shape[-1]
+        out = _CONVERT_FP16(src.view(np.int16).reshape(-1, c), dst.reshape(-1, c))
+        if out.ctypes.data == dst.ctypes.data:
+            return
+    dst[...] = src.reshape(dst.shape)
 
 
 class ShardWriter:
@@ -71,13 +84,14 @@ class ShardWriter:
     Images are converted to float16 into a small buffer and written a few megabytes at a time
     (``WRITE_BATCH_BYTES``; still one image per chunk): one HDF5 resize per batch instead of
     four per image, and without compression each chunk's bytes go straight to the file
-    (``write_direct_chunk``, no selection or cache machinery). Writes to ``<path>.tmp`` and
-    renames on ``close()``: a killed job never leaves a half-written shard under the final name.
+    (``write_direct_chunk``, no selection or cache machinery). Writes to a temporary name and
+    renames on ``close()`` (``files.temp_path``): a killed job never leaves a half-written shard
+    under the final name.
     """
 
     def __init__(self, path, image_size: int, split: str, compression: str = "none"):
         self.path = Path(path)
-        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.tmp = temp_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size = int(image_size)
         self.n = 0  # images appended (written or buffered)
@@ -148,7 +162,7 @@ class ShardWriter:
         self.flush()
         self.f.attrs["count"] = self.n
         self.f.close()
-        os.replace(self.tmp, self.path)
+        self.tmp.replace(self.path)
 
     def __enter__(self):
         return self
@@ -230,3 +244,46 @@ def iter_batches(path, batch_size: int = 32):
         for start in range(0, n, max(1, batch_size)):
             sl = slice(start, min(n, start + batch_size))
             yield f["L"][sl].astype(np.float32), f["ab"][sl].astype(np.float32), strings(f["relpath"][sl])
+
+
+def iter_ab(path, batch_size: int = 256):
+    """The shard's ab as float32 (B, 2, H, W) batches, reading nothing else."""
+    with h5py.File(path, "r") as f:
+        n = f["ab"].shape[0]
+        for start in range(0, n, max(1, batch_size)):
+            yield f["ab"][start : start + batch_size].astype(np.float32)
+
+
+def read_images(paths: Sequence, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Images number ``indices`` of the shards taken in order: (L (n,H,W), ab (n,2,H,W)) float32, relpaths."""
+    wanted = sorted(set(indices))
+    L, ab, rel = [], [], []
+    offset = 0
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            n = f["L"].shape[0]
+            for i in wanted:
+                if offset <= i < offset + n:
+                    j = i - offset
+                    L.append(f["L"][j].astype(np.float32))
+                    ab.append(f["ab"][j].astype(np.float32))
+                    rel.extend(strings([f["relpath"][j]]))
+            offset += n
+    if not L:
+        return np.zeros((0, 0, 0), np.float32), np.zeros((0, 2, 0, 0), np.float32), []
+    return np.stack(L), np.stack(ab), rel
+
+
+def fingerprint(paths: Sequence[str | Path]) -> str:
+    """A short hash of which images the shards hold (file names, sizes, source sha256s), in order.
+
+    Lets a resumed training check that it continues on the same data; reads no pixels.
+    """
+    digest = hashlib.sha256()
+    for path in paths:
+        with h5py.File(path, "r") as f:
+            n, h, w = f["L"].shape
+            digest.update(f"{Path(path).name}|{n}|{h}x{w}|".encode())
+            for s in f["sha256"][...]:
+                digest.update(s if isinstance(s, bytes) else s.encode())
+    return digest.hexdigest()[:16]

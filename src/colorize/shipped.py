@@ -46,9 +46,8 @@ def git_commit(repo: Path | None = None) -> str:
 
 def release(checkpoint, out, card: dict | None = None) -> Path:
     """A training checkpoint (``best.pt``) -> the shipped form: fp16 weights, no optimiser, a card."""
-    from .models import read_checkpoint
+    from .checkpoint import read_checkpoint, save_checkpoint
     from .pretrained import weights_sha256
-    from .train import _atomic_torch_save
 
     ckpt = read_checkpoint(checkpoint)
     model_cfg = ckpt["model_config"]
@@ -78,8 +77,7 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
     shipped["model"] = {k: (v.half() if v.is_floating_point() else v) for k, v in state.items()}
     shipped["card"] = json.loads(json.dumps(info, default=str))  # plain types only (weights_only)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _atomic_torch_save(shipped, out)
+    save_checkpoint(shipped, out)
     return out
 
 

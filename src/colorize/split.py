@@ -34,6 +34,3 @@ def assign(relpath: str, *, val_fraction: float, test_fraction: float, shards: d
     split = assign_split(relpath, val_fraction, test_fraction, seed)
     return split, assign_shard(relpath, int(shards[split]), seed)
 
-
-def shard_name(split: str, shard: int) -> str:
-    return f"{split}-{shard:03d}"

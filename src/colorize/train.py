@@ -10,8 +10,7 @@
 ``ab_prior.pt``      ``loss: zhang`` only: the train shards' ab-bin prior (computed once, reused)
 ===================  =====================================================================
 
-A checkpoint is a plain dict (see ``FORMAT_VERSION``) holding only tensors and Python
-values, so ``torch.load(path, weights_only=True)`` reads it. If ``checkpoint.pt`` exists
+Checkpoints are ``colorize.checkpoint``'s format (read with ``weights_only=True``). If ``checkpoint.pt`` exists
 with the same model config, training continues after its epoch; with another config it
 starts over (with a warning). Every epoch reseeds from ``(seed, epoch)``, so a resumed run
 follows the same path as an uninterrupted one.
@@ -21,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -32,14 +30,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import __version__, quantize
+from . import quantize
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
-from .data import batches_per_epoch, iterate_batches, make_dataset, shards_fingerprint
+from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
+from .data import batches_per_epoch, iterate_batches, make_dataset
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .metrics import psnr
-from .models import (FORMAT_VERSION, ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to,
-                     param_groups)
-from .shards import shard_info
+from .models import ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to, param_groups
+from .plots import plot_history
+from .shards import fingerprint, shard_info
 from .tsv import cell, write_tsv
 
 log = logging.getLogger("colorize.train")
@@ -132,32 +131,9 @@ def _prepare_loss(model: nn.Module, model_cfg: ModelConfig, train_shards, out_di
 # --- checkpoints -----------------------------------------------------------------------------
 
 
-def _atomic_torch_save(obj: dict, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
-def _checkpoint(model, optimizer, model_cfg, train_cfg, data, epoch, best_val_psnr, history) -> dict:
-    return {
-        "format_version": FORMAT_VERSION,
-        "library_version": __version__,
-        "image_size": data.get("image_size"),  # stored shard size: inference's working size
-        "model_config": model_cfg.to_dict(),
-        "train_config": train_cfg.to_dict(),
-        "data": data,  # {"train": fingerprint, "val": fingerprint} of the shards (data.shards_fingerprint)
-        "epoch": epoch,  # last completed epoch (1-based)
-        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "best_val_psnr": best_val_psnr,  # None until a validation PSNR exists
-        "history": [dict(row) for row in history],
-    }
-
-
 def _init_weights(model: torch.nn.Module, model_cfg: ModelConfig, source: str) -> None:
     """Fine-tuning: start from another checkpoint's weights (``init_from``), which must be of
     the same architecture; the head's decoding settings (``temperature``) may differ."""
-    from .models import read_checkpoint
     from .shipped import resolve_checkpoint
 
     path = resolve_checkpoint(source)
@@ -181,12 +157,9 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
     if not path.exists():
         return None
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        log.warning("cannot read %s (%s); starting over", path, exc)
-        return None
-    if ckpt.get("format_version") != FORMAT_VERSION:
-        log.warning("%s has format %r, not %d; starting over", path, ckpt.get("format_version"), FORMAT_VERSION)
+        ckpt = read_checkpoint(path)
+    except CheckpointError as exc:
+        log.warning("cannot resume: %s; starting over", exc)
         return None
     # defaults filled in: a checkpoint saved before a setting existed compares with that setting's default
     if {**ModelConfig().to_dict(), **ckpt["model_config"]} != model_cfg.to_dict():
@@ -206,45 +179,12 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
     return ckpt
 
 
-# --- history, curve --------------------------------------------------------------------------
+# --- history --------------------------------------------------------------------------
 
 
 def write_history(history: list[dict], path: Path) -> None:
     """TSV with ``HISTORY_COLUMNS``; a missing value (no validation images) is an empty field."""
     write_tsv(history, path, HISTORY_COLUMNS)
-
-
-def plot_history(history: list[dict], path: Path, title: str = "") -> None:
-    """Loss per epoch (train, validation) and validation PSNR on a second axis, as a PNG."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-    from matplotlib.ticker import MaxNLocator
-
-    def column(name):
-        return [np.nan if row.get(name) is None else row[name] for row in history]
-
-    epochs = column("epoch")
-    fig = Figure(figsize=(7, 4), dpi=100)
-    FigureCanvasAgg(fig)
-    ax = fig.add_subplot()
-    ax.plot(epochs, column("train_loss"), "o-", ms=3, label="train loss")
-    ax.plot(epochs, column("val_loss"), "s-", ms=3, label="validation loss")
-    ax.set_xlabel("epoch")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.grid(alpha=0.3)
-    ax2 = ax.twinx()
-    ax2.plot(epochs, column("val_psnr"), "^-", ms=3, color="tab:green", label="validation PSNR")
-    ax2.set_ylabel("validation PSNR (dB, RGB)")
-    lines = ax.get_lines() + ax2.get_lines()
-    ax.legend(lines, [ln.get_label() for ln in lines], loc="upper center", fontsize="small")
-    if title:
-        ax.set_title(title)
-    fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp)
-    os.replace(tmp, path)
 
 
 # --- one epoch -------------------------------------------------------------------------------
@@ -350,7 +290,7 @@ def train(
     history: list[dict] = []
     best_val_psnr = None
     start_epoch = 1
-    data = {"train": shards_fingerprint(train_shards), "val": shards_fingerprint(val_shards),
+    data = {"train": fingerprint(train_shards), "val": fingerprint(val_shards),
             "image_size": next((size for n, size in map(shard_info, train_shards) if n), None)}
     loss_fn = _prepare_loss(model, model_cfg, train_shards, out_dir, data["train"])
     resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
@@ -428,11 +368,11 @@ def train(
                 "seconds": time.perf_counter() - t0,  # training and validation, not saving
             }
         )
-        ckpt = _checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
-        _atomic_torch_save(ckpt, checkpoint_path)
+        ckpt = make_checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
+        save_checkpoint(ckpt, checkpoint_path)
         if improved:
             ckpt["optimizer"] = None
-            _atomic_torch_save(ckpt, best_path)
+            save_checkpoint(ckpt, best_path)
         write_history(history, history_path)
         if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
             plot_history(history, curve_path, title=model_cfg.arch)

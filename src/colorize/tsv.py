@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from .files import atomic_write_text
+
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 _UNESCAPES = {v: k for k, v in _ESCAPES.items()}
 _ESCAPE_RE = re.compile(r"[\\\t\n\r]")
@@ -61,21 +63,6 @@ def row_line(values: Iterable) -> str:
     return "\t".join(cell(v) for v in values)
 
 
-def atomic_write_text(path, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same folder, then rename.
-    On any failure (read-only folder, disk full) the temporary file is removed and the error
-    raised: the old file, if any, is left intact."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
 def table_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
     lines = ["\t".join(columns)] + [row_line(row.get(c, "") for c in columns) for row in rows]
     return "\n".join(lines) + "\n"
@@ -87,6 +74,35 @@ def write_tsv(rows: Sequence[dict], path, columns: Sequence[str] | None = None) 
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = list(columns) if columns is not None else (list(rows[0]) if rows else [])
     return atomic_write_text(path, table_text(rows, columns))
+
+
+class TsvStream:
+    """A table written a row at a time, flushed after each (a killed writer leaves the rows so
+    far; ``read_tsv`` drops a last line it cut short). A context manager."""
+
+    def __init__(self, path, columns: Sequence[str]):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.columns = tuple(columns)
+        self._fh = open(self.path, "w", encoding="utf-8")
+        self._write("\t".join(self.columns))
+
+    def _write(self, line: str) -> None:
+        self._fh.write(line + "\n")
+        self._fh.flush()
+
+    def add(self, values: Iterable) -> None:
+        """One row: its values in column order."""
+        self._write(row_line(values))
+
+    def close(self) -> None:
+        self._fh.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 def parse_line(line: str) -> list[str]:

@@ -22,11 +22,7 @@ rule evaluate_external:
         excluded="results/{dataset}/eval/{model}/external/{evalset}/excluded.tsv",
     params:
         folder=eval_set_folder,
-        image_size=config["image_size"],
-        resize_policy=config["resize_policy"],
-        max_pixels=config["max_pixels"],
-        min_side=config["min_side"],
-        gray_chroma_threshold=config["gray_chroma_threshold"],
+        preprocess=preprocess_params(),
         follow_external_links=config["dataset"]["follow_external_links"],
     threads: 2
     resources:

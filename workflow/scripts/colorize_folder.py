@@ -9,7 +9,8 @@ only when not one image could be colorized.
 
 import torch
 
-from colorize.infer import DEFAULT_SIZE, collect_inputs, colorize_files, load_model, working_size
+from colorize.checkpoint import load_model, working_size
+from colorize.infer import collect_inputs, colorize_files
 from colorize.logs import snakemake_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
@@ -21,7 +22,7 @@ results = colorize_files(
     model,
     inputs,
     smk.output.dir,
-    size=smk.params.get("size") or working_size(ckpt, DEFAULT_SIZE),
+    size=smk.params.get("size") or working_size(ckpt),
     batch_size=smk.params.get("batch_size"),  # None: 16 on CUDA, 4 on CPU
     workers=max(1, smk.threads),
     progress=False,

@@ -1,4 +1,4 @@
-"""Snakemake script: per-image metrics of a model and the gray baseline on the test split (colorize.metrics).
+"""Snakemake script: per-image metrics of a model and the gray baseline on the test split (colorize.evaluate).
 
 input.checkpoint, input.test (shard paths) -> output.per_image (TSV), output.summary (TSV).
 params.method (optional): the model's name in the tables (default: the ``model`` wildcard).
@@ -7,7 +7,7 @@ params.method (optional): the model's name in the tables (default: the ``model``
 import torch
 
 from colorize.logs import snakemake_log
-from colorize.metrics import evaluate_checkpoint
+from colorize.evaluate import evaluate_checkpoint
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)

@@ -1,4 +1,4 @@
-"""Snakemake script: Grayscale | Predicted | Ground truth grid of test images (colorize.plots).
+"""Snakemake script: Grayscale | Predicted | Ground truth grid of test images (colorize.evaluate).
 
 input.checkpoint, input.test (shard paths) [, input.other: a second checkpoint] -> output.png.
 params.n_rows; params.label / params.other_label (optional column titles).
@@ -7,7 +7,7 @@ params.n_rows; params.label / params.other_label (optional column titles).
 import torch
 
 from colorize.logs import snakemake_log
-from colorize.plots import grid_from_checkpoints
+from colorize.evaluate import grid_from_checkpoints
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)

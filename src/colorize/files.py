@@ -1,0 +1,55 @@
+"""Writing files so that a reader never sees half of one: the project's one atomic-write scheme.
+
+Every output is written to a temporary name in the same folder, ``.<stem>.tmp<pid><suffix>``
+(hidden, unique per process, ending in the real extension so that writers choosing a format by
+extension pick the right one), then renamed over the final name. On any failure the temporary
+file is removed and the error raised: the previous file, if any, is left as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import Iterator
+
+
+def temp_path(path) -> Path:
+    """The temporary name ``path`` is written under before the rename."""
+    path = Path(path)
+    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+
+
+@contextlib.contextmanager
+def atomic_path(path, mkdir: bool = True) -> Iterator[Path]:
+    """``with atomic_path(out) as tmp: write(tmp)``: ``out`` appears, complete, when the block ends."""
+    path = Path(path)
+    if mkdir:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path, data: bytes) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_torch_save(obj, path) -> Path:
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
