@@ -1,4 +1,6 @@
-"""Writing files so that a reader never sees half of one: the project's one atomic-write scheme.
+"""Files: the project's one atomic-write scheme, and the one file hash (sha256).
+
+Writing files so that a reader never sees half of one:
 
 Every output is written to a temporary name in the same folder, ``.<stem>.tmp<pid><suffix>``
 (hidden, unique per process, ending in the real extension so that writers choosing a format by
@@ -9,6 +11,7 @@ file is removed and the error raised: the previous file, if any, is left as it w
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -53,3 +56,12 @@ def atomic_torch_save(obj, path) -> Path:
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
     return Path(path)
+
+
+def sha256_file(path, bufsize: int = 1 << 20) -> str:
+    """The hex sha256 of a file's bytes, read a megabyte at a time."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(bufsize):
+            h.update(chunk)
+    return h.hexdigest()

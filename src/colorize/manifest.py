@@ -9,7 +9,6 @@ every file the user gave, whether it reached a shard and if not, why.
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import split as splitmod
+from .files import sha256_file
 from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageDecodeError, check_size, is_image_name, read_header
 from .tsv import is_utf8_name, printable_name, read_tsv
 
@@ -27,14 +27,6 @@ log = logging.getLogger("colorize.manifest")
 SCAN_COLUMNS = ["relpath", "bytes", "sha256", "width", "height", "format", "split", "shard", "status"]
 OK = "ok"
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # written by Snakemake into directory() outputs
-
-def sha256_file(path, bufsize: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(bufsize):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 def matches(relpath: str, include) -> bool:
     """Does a relative path match one of the ``dataset.include`` glob patterns?

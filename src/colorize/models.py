@@ -228,6 +228,65 @@ class UNet(nn.Module):
         return self.head.ab_from_output(out)
 
 
+DECODER_CHANNELS = (160, 80, 48, 32, 16)  # effnet_unet's decoder, at strides 16, 8, 4, 2, 1
+
+
+class PretrainedUNet(nn.Module):
+    """L -> pretrained EfficientNet-Lite features -> U-Net decoder -> the head (mse or zhang)."""
+
+    def __init__(self, cfg, pretrained: bool = True):
+        from .pretrained import Encoder
+
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg.encoder, pretrained)
+        self.freeze_encoder = bool(cfg.freeze_encoder)
+        if self.freeze_encoder:
+            self.encoder.requires_grad_(False)
+        enc = self.encoder.channels  # strides 2, 4, 8, 16, 32
+        self.ups = nn.ModuleList()
+        below = enc[-1]
+        for skip, width in zip([*reversed(enc[:-1]), 1], DECODER_CHANNELS):
+            self.ups.append(DoubleConv(below + skip, width, "batch"))
+            below = width
+        self.head = make_head(cfg)
+        self.out = nn.Conv2d(DECODER_CHANNELS[-1], self.head.out_channels, 1)
+
+    @property
+    def output_conv(self) -> nn.Conv2d:
+        return self.out
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # BatchNorm statistics stay ImageNet's, frozen or fine-tuned
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, (h, w) = pad_to_multiple(x, 32)
+        if self.freeze_encoder:
+            with torch.no_grad():
+                feats = self.encoder(x)
+        else:
+            feats = self.encoder(x)
+        y = feats[-1]
+        for up, skip in zip(self.ups, [*reversed(feats[:-1]), x]):
+            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            y = up(torch.cat([y, skip.to(y.dtype)], dim=1))
+        return self.head(self.out(y))[..., :h, :w]
+
+    def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
+        return self.head.ab_from_output(out)
+
+    def param_groups(self, lr: float) -> list[dict]:
+        """Optimiser groups: the decoder at ``lr``; a fine-tuned encoder at ``lr * encoder_lr_scale``."""
+        decoder = [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
+        groups = [{"params": decoder, "lr": lr, "name": "decoder"}]
+        if not self.freeze_encoder:
+            groups.append({"params": list(self.encoder.parameters()), "lr": lr * self.cfg.encoder_lr_scale,
+                           "name": "encoder"})
+        return groups
+
+
 @torch.no_grad()
 def init_logits_to(model: nn.Module, distribution, floor: float = 1e-6) -> None:
     """Set a classification model's output bias to ``log(distribution)`` (Q,), so that training
@@ -248,8 +307,6 @@ def build_model(cfg: ModelConfig, pretrained: bool = True) -> nn.Module:
     if cfg.arch == "unet":
         return UNet(cfg)
     if cfg.arch == "effnet_unet":
-        from .pretrained import PretrainedUNet
-
         return PretrainedUNet(cfg, pretrained)
     raise ValueError(f"unknown architecture {cfg.arch!r}; choose one of {ARCHITECTURES}")
 

