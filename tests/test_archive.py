@@ -1,4 +1,4 @@
-"""safe_extract: ordinary archives come out whole; dangerous ones are refused, leaving nothing."""
+"""colorize.archive: safe_extract takes ordinary archives out whole; dangerous ones are refused, leaving nothing."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from colorize.archive import ArchiveError, UnsafeArchiveError, archive_format, human_bytes, safe_extract
+from helpers import MiB, zeros_zip
 
-MiB = 1024**2
 TAR_MODES = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}
 
 
@@ -278,15 +278,6 @@ def test_human_bytes():
 # -- zip bombs by ratio and by the default total (issue 9) ---------------------------------------
 
 
-def zeros_zip(path: Path, size: int, name: str = "zeros.bin") -> Path:
-    """A real deflate bomb: ``size`` zero bytes, written in chunks (never held whole)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w", force_zip64=True) as fh:
-        chunk = bytes(MiB)
-        for _ in range(size // MiB):
-            fh.write(chunk)
-    return path
-
-
 def test_a_zip_bomb_within_the_old_cap_is_refused_by_its_ratio(layout):
     """64 MiB from ~64 KiB (1000:1), well under any size cap: refused by the ratio, before a
     byte is written, and the message says why."""
@@ -327,16 +318,3 @@ def test_the_default_total_is_sized_to_the_archive(layout):
     rng = __import__("numpy").random.default_rng(0)
     photos = make_tar(src / "photos.tar.gz", {f"p{i}.jpg": rng.bytes(200_000) for i in range(5)})
     assert len(safe_extract(photos, out)) == 5
-
-
-def test_fetch_source_passes_the_configured_archive_limits(tmp_path, http_server):
-    from colorize.acquire import fetch_source
-
-    archive = zeros_zip(tmp_path / "set.zip", 4 * MiB)
-    url = http_server.add_file("set.zip", archive.read_bytes())
-    with pytest.raises(UnsafeArchiveError, match="max_ratio"):
-        fetch_source(url, tmp_path / "raw", tmp_path / "log.tsv", progress=False)
-    assert not any((tmp_path / "raw").iterdir())
-    fetch_source(url, tmp_path / "raw", tmp_path / "log.tsv", progress=False,
-                 archive_limits={"max_ratio": 10_000, "max_bytes": 8 * MiB})
-    assert (tmp_path / "raw" / "zeros.bin").stat().st_size == 4 * MiB

@@ -1,4 +1,4 @@
-"""The ``colorize`` console command, run as a user would (a subprocess of the venv's script)."""
+"""colorize.cli: the ``colorize`` console command, run as a user would (a subprocess of the venv's script)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from PIL import Image
 from colorize.cli import build_parser
 from colorize.status import STATUS_COLUMNS
 from colorize.tsv import read_tsv
-from colorize.models import ModelConfig, build_model
 
 COLORIZE = Path(sys.executable).with_name("colorize")  # the console script installed beside python
 
@@ -25,17 +24,6 @@ COLORIZE = Path(sys.executable).with_name("colorize")  # the console script inst
 def run(*args: str | Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
     return subprocess.run([str(COLORIZE), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
-
-
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    cfg = ModelConfig(arch="unet", base_channels=4, depth=2)
-    path = tmp_path_factory.mktemp("model") / "best.pt"
-    torch.save(
-        {"format_version": 1, "model_config": cfg.to_dict(), "model": build_model(cfg).state_dict(), "epoch": 0}, path
-    )
-    return path
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -77,7 +65,7 @@ def test_help_mentions_every_option():
     assert "INPUT" in predict.stdout and "auto" in predict.stdout and "cuda" in predict.stdout
 
 
-def test_predict_colorizes_good_files_and_lists_bad_ones(tmp_path, checkpoint):
+def test_predict_colorizes_good_files_and_lists_bad_ones(tmp_path, checkpoint_file):
     src = tmp_path / "photos"
     (src / "trip").mkdir(parents=True)
     Image.fromarray(photo(37, 53, 1)).save(src / "a.jpg", quality=95)
@@ -92,7 +80,7 @@ def test_predict_colorizes_good_files_and_lists_bad_ones(tmp_path, checkpoint):
     res = run(
         "predict",
         "--model",
-        checkpoint,
+        checkpoint_file,
         "--output",
         out,
         "--size",
@@ -124,14 +112,14 @@ def test_predict_colorizes_good_files_and_lists_bad_ones(tmp_path, checkpoint):
         assert name in res.stderr  # each failure is also named on the console
 
 
-def test_predict_exit_codes(tmp_path, checkpoint):
+def test_predict_exit_codes(tmp_path, checkpoint_file):
     bad = tmp_path / "bad.jpg"
     bad.write_text("nope")
-    nothing = run("predict", "-m", checkpoint, "-o", tmp_path / "out", "--quiet", bad)
+    nothing = run("predict", "-m", checkpoint_file, "-o", tmp_path / "out", "--quiet", bad)
     assert nothing.returncode == 1 and "colorized 0 of 1" in nothing.stdout
     no_model = run("predict", "-m", tmp_path / "missing.pt", "-o", tmp_path / "out", bad)
     assert no_model.returncode == 2 and "missing.pt" in no_model.stderr
-    no_input = run("predict", "-m", checkpoint, "-o", tmp_path / "out")
+    no_input = run("predict", "-m", checkpoint_file, "-o", tmp_path / "out")
     assert no_input.returncode == 2
 
 
@@ -146,11 +134,11 @@ def in_private_mount(script: str, *args: str | Path, timeout: int = 300) -> subp
                           capture_output=True, text=True, env=env, timeout=timeout)
 
 
-def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkpoint):
+def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkpoint_file):
     img = tmp_path / "a.jpg"
     Image.fromarray(photo(40, 50, 1)).save(img)
     (tmp_path / "a_file").write_text("in the way")
-    res = run("predict", "-m", checkpoint, "-o", tmp_path / "a_file" / "out", img)
+    res = run("predict", "-m", checkpoint_file, "-o", tmp_path / "a_file" / "out", img)
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         f"colorize predict: error: output: cannot write to {tmp_path / 'a_file' / 'out'}: Not a directory"
@@ -159,14 +147,14 @@ def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkp
     ro = tmp_path / "ro"
     ro.mkdir()
     res = in_private_mount('mount -t tmpfs -o ro,size=1m tmpfs "$1" && exec "$2" predict -q -m "$3" -o "$1/out" "$4"',
-                           ro, COLORIZE, checkpoint, img)
+                           ro, COLORIZE, checkpoint_file, img)
     assert res.returncode == 2, res.stderr
     assert res.stderr.strip().splitlines()[-1] == (f"colorize predict: error: output: cannot write to {ro}/out: "
                                                    "Read-only file system")
     assert not list(ro.iterdir())
 
 
-def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table(tmp_path, checkpoint):
+def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table(tmp_path, checkpoint_file):
     src = tmp_path / "photos"
     src.mkdir()
     for i in range(8):  # noisy 320x320 photos: ~250 KB PNG outputs each
@@ -177,7 +165,7 @@ def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table
     res = in_private_mount(
         'mount -t tmpfs -o size=640k tmpfs "$1" && "$2" predict -m "$3" -o "$1/out" --size 32 --workers 1 '
         '--batch-size 1 "$4"; rc=$?; cp -a "$1/out" "$5"; exit $rc',
-        disk, COLORIZE, checkpoint, src, keep)
+        disk, COLORIZE, checkpoint_file, src, keep)
     assert res.returncode == 0, res.stderr  # some photos were colorized
     assert "Traceback" not in res.stderr and "stopped early: the run stopped after a write failed" in res.stderr
     rows = read_tsv(keep / "status.tsv")
@@ -212,11 +200,11 @@ def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path, content, why):
     assert "Traceback" not in res.stderr
 
 
-def test_evaluate_names_a_file_that_is_not_a_shard(tmp_path, checkpoint):
+def test_evaluate_names_a_file_that_is_not_a_shard(tmp_path, checkpoint_file):
     bad = tmp_path / "photos.h5"
     bad.write_text("not hdf5")
-    res = run("evaluate", "-q", "-m", checkpoint, "--per-image", tmp_path / "p.tsv", "--summary", tmp_path / "s.tsv",
-              bad)
+    res = run("evaluate", "-q", "-m", checkpoint_file, "--per-image", tmp_path / "p.tsv", "--summary",
+              tmp_path / "s.tsv", bad)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (f"colorize evaluate: error: SHARD {bad}: not an HDF5 file "
                                                    "(a shard is the .h5 a shard job writes)")
@@ -224,18 +212,18 @@ def test_evaluate_names_a_file_that_is_not_a_shard(tmp_path, checkpoint):
 
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = [1, 2, 3]
-    res = run("evaluate", "-q", "-m", checkpoint, "--per-image", tmp_path / "p.tsv", "--summary", tmp_path / "s.tsv",
-              tmp_path / "other.h5")
+    res = run("evaluate", "-q", "-m", checkpoint_file, "--per-image", tmp_path / "p.tsv", "--summary",
+              tmp_path / "s.tsv", tmp_path / "other.h5")
     assert res.returncode == 2 and "not a colorize shard (no L, ab, relpath dataset)" in res.stderr
 
 
-def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint):
+def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint_file):
     src = tmp_path / "photos"
     src.mkdir()
     for i in range(4):
         Image.fromarray(photo(30, 40, i)).save(src / f"p{i}.jpg")
     out = tmp_path / "out"
-    first = run("predict", "-m", checkpoint, "-o", out, "--size", "32", src)
+    first = run("predict", "-m", checkpoint_file, "-o", out, "--size", "32", src)
     assert first.returncode == 0 and "colorized 4 of 4" in first.stdout
     stamps = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
     rows = read_tsv(out / "status.tsv")
@@ -244,7 +232,7 @@ def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint):
     # a run killed part-way: one output and its status row are gone; a new photo arrived
     (out / "p2.jpg").unlink()
     Image.fromarray(photo(30, 40, 9)).save(src / "p4.jpg")
-    again = run("predict", "-m", checkpoint, "-o", out, "--size", "32", src)
+    again = run("predict", "-m", checkpoint_file, "-o", out, "--size", "32", src)
     assert again.returncode == 0 and "colorized 5 of 5" in again.stdout and "(3 already done)" in again.stdout
     now = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
     assert sorted(n for n in stamps if now[n] == stamps[n]) == ["p0.jpg", "p1.jpg", "p3.jpg"]  # untouched
@@ -252,13 +240,13 @@ def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint):
 
     # a changed input or a changed option redoes the affected outputs
     Image.fromarray(photo(30, 40, 7)).save(src / "p0.jpg")
-    changed = run("predict", "-m", checkpoint, "-o", out, "--size", "32", src)
+    changed = run("predict", "-m", checkpoint_file, "-o", out, "--size", "32", src)
     assert "(4 already done)" in changed.stdout
-    other_size = run("predict", "-m", checkpoint, "-o", out, "--size", "48", src)
+    other_size = run("predict", "-m", checkpoint_file, "-o", out, "--size", "48", src)
     assert "already done" not in other_size.stdout and "colorized 5 of 5" in other_size.stdout
     settings = {r["settings"] for r in read_tsv(out / "status.tsv")}
     assert len(settings) == 1 and settings != {rows[0]["settings"]}
-    forced = run("predict", "-m", checkpoint, "-o", out, "--size", "48", "--no-resume", src)
+    forced = run("predict", "-m", checkpoint_file, "-o", out, "--size", "48", "--no-resume", src)
     assert "already done" not in forced.stdout
 
 

@@ -1,4 +1,4 @@
-"""fetch and acquire against a real HTTP server on 127.0.0.1 (tests/http_server.py)."""
+"""colorize.download: fetch and acquire against a real HTTP server on 127.0.0.1 (tests/http_server.py)."""
 
 from __future__ import annotations
 

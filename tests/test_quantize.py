@@ -1,4 +1,4 @@
-"""ab bins, soft-encoding, rebalancing, annealed mean, the zhang head and loss (tiny, CPU)."""
+"""colorize.quantize: ab bins, soft-encoding, prior and rebalancing, annealed mean, the rebalanced loss."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from colorize import quantize as q
-from colorize.colorspace import AB_SCALE, normalize_ab, rgb_to_lab
-from colorize.checkpoint import load_checkpoint
-from colorize.models import ModelConfig, build_model, count_parameters, init_logits_to
+from helpers import soft_encode_dense
+from colorize.colorspace import normalize_ab, rgb_to_lab
+from colorize.models import ModelConfig
 from colorize.shards import ShardWriter
-from colorize.train import loss_for, split_settings, train
+from colorize.train import loss_for
 
 torch.set_num_threads(1)
 CENTRES = torch.from_numpy(q.gamut_bins().copy())
@@ -46,7 +46,7 @@ def test_quantisation_round_trip_of_bin_centres():
     assert q.quantize(q.gamut_bins() + jitter).tolist() == list(range(Q))
     # soft-encoding then annealed mean at T -> 0 of the encoding's log: the centre itself
     ab = CENTRES.T.reshape(1, 2, 1, Q)
-    dense = q.soft_encode_dense(ab, CENTRES)
+    dense = soft_encode_dense(ab, CENTRES)
     decoded = q.annealed_mean(torch.log(dense + 1e-12), CENTRES, temperature=0)
     assert torch.equal(decoded, ab)
 
@@ -56,7 +56,7 @@ def test_quantisation_round_trip_of_bin_centres():
 
 def test_soft_encoding_has_5_neighbours_summing_to_1():
     ab = torch.from_numpy(random_srgb_ab(600)).T.reshape(1, 2, 20, 30)
-    dense = q.soft_encode_dense(ab, CENTRES)
+    dense = soft_encode_dense(ab, CENTRES)
     assert dense.shape == (1, Q, 20, 30)
     torch.testing.assert_close(dense.sum(1), torch.ones(1, 20, 30))
     assert torch.all((dense > 0).sum(1) == 5)
@@ -144,34 +144,12 @@ def test_annealed_mean_is_the_mode_at_t_to_0_and_the_mean_at_t_1():
     assert chroma[0] < chroma[1] < chroma[2]
 
 
-# --- head, loss, training ----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("arch", ["seed_ae", "unet"])
-@pytest.mark.parametrize("hw", [(32, 32), (33, 47)])
-def test_zhang_head_shapes(arch, hw):
-    model = build_model(ModelConfig(arch=arch, loss="zhang", base_channels=4, depth=2)).eval()
-    with torch.inference_mode():
-        out = model(torch.randn(2, 1, *hw))
-        ab = model.ab_from_output(out)
-    assert out.shape == (2, Q, *hw) and ab.shape == (2, 2, *hw)
-    assert ab.abs().max() <= 1
-    state = model.state_dict()  # the bins and the prior travel in the checkpoint, once each
-    head = "decoder.11" if arch == "seed_ae" else "head"
-    assert [k for k in state if k.endswith("bin_centers")] == [f"{head}.bin_centers"]
-    assert torch.equal(state[f"{head}.bin_centers"], CENTRES)
-    assert len([k for k in state if k.endswith(".prior")]) == 1
-
-
-def test_seed_ae_keeps_the_seed_parameter_count_with_the_default_head():
-    assert count_parameters(build_model(ModelConfig(arch="seed_ae"))) == 6_219_410
-    zhang = count_parameters(build_model(ModelConfig(arch="seed_ae", loss="zhang")))
-    assert zhang == 6_219_410 + (16 * 9 + 1) * (Q - 2)  # the last convolution gives Q channels instead of 2
+# --- the loss ----------------------------------------------------------------------------------
 
 
 def test_zhang_loss_on_the_true_distribution_is_its_entropy_and_weights_scale_it():
     ab = torch.from_numpy(random_srgb_ab(64)).T.reshape(1, 2, 8, 8)
-    target = q.soft_encode_dense(ab, CENTRES)
+    target = soft_encode_dense(ab, CENTRES)
     logits = torch.log(target + 1e-30)
     entropy = -(target * torch.log(target.clamp_min(1e-30))).sum(1).mean()
     torch.testing.assert_close(q.rebalanced_cross_entropy(logits, ab, CENTRES), entropy, rtol=1e-4, atol=1e-5)
@@ -179,62 +157,3 @@ def test_zhang_loss_on_the_true_distribution_is_its_entropy_and_weights_scale_it
     torch.testing.assert_close(twice, 2 * entropy, rtol=1e-4, atol=1e-5)
     loss = loss_for(ModelConfig(loss="zhang"))  # takes normalised ab, as the training loop gives it
     torch.testing.assert_close(loss(logits, normalize_ab(ab)), entropy, rtol=1e-4, atol=1e-5)
-
-
-def colourful_lab(seed: int, size: int = 16) -> np.ndarray:
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    rgb = cv2.resize(rng.integers(20, 235, (3, 3, 3)).astype(np.uint8), (size, size), interpolation=cv2.INTER_CUBIC)
-    return rgb_to_lab(rgb)
-
-
-def test_a_few_zhang_training_steps_lower_the_loss():
-    torch.manual_seed(0)
-    lab = np.stack([colourful_lab(i) for i in range(6)])
-    L = torch.from_numpy((lab[..., 0] - 50) / 50).float()[:, None]
-    ab = normalize_ab(torch.from_numpy(np.moveaxis(lab[..., 1:], -1, 1)).float())
-    cfg = ModelConfig(arch="unet", loss="zhang", base_channels=4, depth=2)
-    model = build_model(cfg)
-    prior = q.smooth_prior(np.bincount(q.quantize(lab[..., 1:]).ravel(), minlength=Q), q.gamut_bins())
-    loss_fn = loss_for(cfg, prior)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):
-        loss = loss_fn(model(L), ab)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    assert losses[-1] < 0.95 * losses[0], losses
-
-    # starting from the rebalanced prior (as training does) begins lower than from uniform
-    fresh = build_model(cfg)
-    init_logits_to(fresh, prior * q.rebalance_weights(prior, cfg.rebalance_lambda))
-    with torch.no_grad():
-        assert loss_fn(fresh(L), ab).item() < losses[0] - 0.2
-
-
-def test_zhang_training_caches_the_prior_and_the_checkpoint_loads_safely(tmp_path):
-    shards = {}
-    for split, n in (("train", 4), ("val", 2)):
-        path = tmp_path / f"{split}-000.h5"
-        with ShardWriter(path, 16, split) as w:
-            for i in range(n):
-                w.append(colourful_lab(100 * (split == "val") + i), f"{split}/{i}.png", f"{split}{i:060d}")
-        shards[split] = [path]
-    model_cfg, train_cfg = split_settings(
-        dict(arch="unet", base_channels=4, depth=2, loss="zhang", temperature=0.3, epochs=2, batch_size=2,
-             num_workers=0, log_interval=0)
-    )  # fmt: skip
-    summary = train(model_cfg, train_cfg, shards["train"], shards["val"], tmp_path / "run", progress=False)
-    assert summary["epochs_completed"] == 2 and (tmp_path / "run" / "ab_prior.pt").exists()
-
-    model, ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")  # weights_only=True inside
-    assert ckpt["model_config"]["loss"] == "zhang" and model.head.temperature == 0.3
-    prior = torch.load(tmp_path / "run" / "ab_prior.pt", weights_only=True)["prior"]
-    torch.testing.assert_close(model.head.prior.double(), prior, rtol=1e-6, atol=1e-9)
-    assert model.head.prior[q.gamut_bins().tolist().index([0, 0])] < 0.5  # colourful images: not all gray
-    with torch.inference_mode():
-        ab = model.ab_from_output(model(torch.zeros(1, 1, 16, 16)))
-    assert ab.shape == (1, 2, 16, 16) and ab.abs().max() * AB_SCALE <= 130

@@ -1,4 +1,4 @@
-"""The split and shard of a photo depend only on its relative path (and the seed)."""
+"""colorize.split: the split and shard of a photo depend only on its relative path (and the seed)."""
 
 from collections import Counter
 

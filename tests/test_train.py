@@ -1,4 +1,4 @@
-"""Models, the shard data pipeline, training, checkpoints and resume (tiny images and models)."""
+"""colorize.train: the training loop, checkpoints and resume, early stopping, settings, the Snakemake script."""
 
 from __future__ import annotations
 
@@ -14,77 +14,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch.utils.data import DataLoader
 
-from colorize.colorspace import denormalize_ab, denormalize_l, normalize_ab, normalize_l, rgb_to_lab
-from colorize.data import InMemoryDataset, ShardDataset, batches_per_epoch, iterate_batches
-from colorize.device import autocast, pick_device, seed_everything
+from colorize import quantize as q
 from colorize.checkpoint import FORMAT_VERSION, load_checkpoint
-from colorize.models import ModelConfig, build_model, count_parameters
-from colorize.shards import ShardWriter, read_shard
+from colorize.colorspace import AB_SCALE, normalize_ab, rgb_to_lab
+from colorize.data import InMemoryDataset
+from colorize.device import seed_everything
+from colorize.models import ModelConfig, build_model, init_logits_to
+from colorize.shards import ShardWriter
 import colorize.train as train_module
-from colorize.train import HISTORY_COLUMNS, TrainConfig, split_settings, train
+from colorize.train import HISTORY_COLUMNS, TrainConfig, loss_for, split_settings, train
+from helpers import TINY_UNET, smooth_image
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_UNET = ModelConfig(arch="unet", base_channels=4, depth=2)
-SIZE = 32
+Q = len(q.gamut_bins())  # the zhang loss's ab bins
 
 torch.set_num_threads(1)
-
-
-# --- synthetic shards ------------------------------------------------------------------------
-
-
-def smooth_rgb(size: int, seed: int) -> np.ndarray:
-    """A smooth, colourful float32 RGB image in [0, 1], unique per seed."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
-    freq, phase = rng.uniform(0.5, 1.5, 3), rng.uniform(0, 2 * np.pi, 3)
-    chans = [0.5 + 0.35 * np.sin(2 * np.pi * freq[c] * (x * (c + 1) + y) + phase[c]) for c in range(3)]
-    return np.stack(chans, -1).astype(np.float32)
-
-
-def write_shard(path: Path, n: int, size: int = SIZE, seed: int = 0) -> Path:
-    with ShardWriter(path, size, split=path.stem.split("-")[0]) as w:
-        for i in range(n):
-            w.append(rgb_to_lab(smooth_rgb(size, seed * 1000 + i)), f"{path.stem}/{i}.png", f"{seed}-{i}")
-    return path
-
-
-def write_coded_shard(path: Path, ids: list[int], size: int = SIZE) -> Path:
-    """Images whose pixels say where they come from: L = 3x, a = 3y, b = 10 * image id.
-
-    Exact in float16, so a crop's offset, flip and source image can be read back from it.
-    """
-    y, x = np.mgrid[0:size, 0:size].astype(np.float32)
-    with ShardWriter(path, size, split="train") as w:
-        for i in ids:
-            lab = np.stack([3 * x, 3 * y, np.full_like(x, 10 * i)], -1)
-            w.append(lab, f"img{i}.png", str(i))
-    return path
-
-
-def decode(L_norm: torch.Tensor, ab_norm: torch.Tensor) -> tuple[int, int, int, bool]:
-    """(image id, top, left, flipped) of a sample cut from a coded image."""
-    L = np.rint(denormalize_l(L_norm[0].numpy().astype(np.float64))).astype(int)
-    ab = np.rint(denormalize_ab(ab_norm.numpy().astype(np.float64))).astype(int)
-    flipped = L[0, 0] > L[0, -1]
-    left = (L[0, -1] if flipped else L[0, 0]) // 3
-    c = L.shape[-1]
-    expected_row = 3 * (left + np.arange(c))
-    assert (L == (expected_row[::-1] if flipped else expected_row)[None, :]).all()
-    assert (ab[0] == ab[0][:, :1]).all() and (ab[1] == ab[1][0, 0]).all()
-    return int(ab[1][0, 0]) // 10, int(ab[0][0, 0]) // 3, int(left), bool(flipped)
-
-
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    d = tmp_path_factory.mktemp("shards")
-    return {
-        "train": [write_shard(d / "train-000.h5", 6, seed=1), write_shard(d / "train-001.h5", 5, seed=2)],
-        "val": [write_shard(d / "val-000.h5", 3, seed=3)],
-        "empty": write_shard(d / "val-001.h5", 0),
-    }
 
 
 def tiny_cfg(**kw) -> TrainConfig:
@@ -92,112 +37,7 @@ def tiny_cfg(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
-# --- models ----------------------------------------------------------------------------------
-
-
-def test_seed_ae_has_the_seed_parameter_count():
-    assert count_parameters(build_model(ModelConfig(arch="seed_ae"))) == 6_219_410
-
-
-@pytest.mark.parametrize("cfg", [ModelConfig(arch="seed_ae"), TINY_UNET], ids=["seed_ae", "unet"])
-@pytest.mark.parametrize("hw", [(32, 32), (24, 40), (33, 47)])
-def test_forward_returns_ab_at_input_size(cfg, hw):
-    model = build_model(cfg).eval()
-    with torch.inference_mode():
-        out = model(torch.randn(2, 1, *hw))
-        ab = model.ab_from_output(out)
-    assert out.shape == ab.shape == (2, 2, *hw)
-    assert ab.abs().max() <= 1
-
-
-# --- data ------------------------------------------------------------------------------------
-
-
-def test_validation_samples_are_the_stored_images_normalised(shards):
-    ds = ShardDataset(shards["val"], train=False)
-    stored = read_shard(shards["val"][0])
-    samples = list(ds)
-    assert len(samples) == len(ds) == 3
-    for (L_norm, ab_norm), L, ab in zip(samples, stored.L, stored.ab):
-        assert L_norm.dtype == ab_norm.dtype == torch.float32
-        assert L_norm.shape == (1, SIZE, SIZE) and ab_norm.shape == (2, SIZE, SIZE)
-        np.testing.assert_allclose(L_norm[0].numpy(), normalize_l(L.astype(np.float32)), rtol=0, atol=1e-6)
-        np.testing.assert_allclose(ab_norm.numpy(), normalize_ab(ab.astype(np.float32)), rtol=0, atol=1e-6)
-        assert -1 <= L_norm.min() and L_norm.max() <= 1 and ab_norm.abs().max() <= 1
-
-
-def test_training_order_is_shuffled_per_epoch_and_seeded(tmp_path):
-    paths = [write_coded_shard(tmp_path / f"train-{k}.h5", list(range(5 * k, 5 * k + 5))) for k in range(3)]
-    ds = ShardDataset(paths, train=True, flip=False, seed=7)
-
-    def ids(epoch, seed=7):
-        ds.seed = seed
-        ds.set_epoch(epoch)
-        return [decode(*s)[0] for s in ds]
-
-    assert sorted(ids(0)) == list(range(15))  # every image once per epoch
-    assert ids(0) == ids(0)  # seeded
-    assert ids(0) != ids(1) and ids(1) != ids(2)  # a new order each epoch
-    assert ids(0, seed=8) != ids(0, seed=7)
-
-
-def test_random_crop_and_flip_training_centre_crop_validation(tmp_path):
-    path = write_coded_shard(tmp_path / "train-0.h5", list(range(8)))
-    crop = 12
-    ds = ShardDataset([path], crop_size=crop, train=True, seed=0)
-    seen = []
-    for epoch in range(6):
-        ds.set_epoch(epoch)
-        for L_norm, ab_norm in ds:
-            assert L_norm.shape == (1, crop, crop) and ab_norm.shape == (2, crop, crop)
-            image, top, left, flipped = decode(L_norm, ab_norm)
-            assert 0 <= image < 8 and 0 <= top <= SIZE - crop and 0 <= left <= SIZE - crop
-            seen.append((top, left, flipped))
-    flips = [f for _, _, f in seen]
-    assert 0.25 < np.mean(flips) < 0.75
-    assert len({(t, l) for t, l, _ in seen}) > 20  # offsets vary
-
-    val = ShardDataset([path], crop_size=crop, train=False)
-    centre = (SIZE - crop) // 2
-    assert [decode(*s) for s in val] == [(i, centre, centre, False) for i in range(8)]
-    with pytest.raises(ValueError, match="crop_size"):
-        ShardDataset([path], crop_size=SIZE + 1)
-
-
-def test_workers_read_disjoint_shards_and_empty_shards_are_skipped(tmp_path):
-    paths = [write_coded_shard(tmp_path / f"train-{k}.h5", list(range(4 * k, 4 * k + 4))) for k in range(3)]
-    paths.insert(1, write_coded_shard(tmp_path / "train-empty.h5", []))
-    ds = ShardDataset(paths, crop_size=16, seed=3)
-    ds.set_epoch(5)
-    single = sorted(decode(*s) for s in ds)
-    loader = DataLoader(ds, batch_size=None, num_workers=2)
-    multi = sorted(decode(*s) for s in loader)
-    assert len(single) == 12 and [s[0] for s in single] == list(range(12))
-    assert multi == single  # same samples (seeded by shard), each image once
-    batches = list(iterate_batches(ds, 5, num_workers=2))
-    assert sum(len(L) for L, _ in batches) == 12 and len(batches) == batches_per_epoch(ds, 5, num_workers=2)
-
-    only_empty = ShardDataset([paths[1]])
-    assert len(only_empty) == 0 and list(only_empty) == [] and only_empty.sample_size is None
-
-
-def test_in_memory_dataset_matches_streaming(tmp_path):
-    paths = [write_coded_shard(tmp_path / f"train-{k}.h5", list(range(3 * k, 3 * k + 3))) for k in range(2)]
-    paths.append(write_coded_shard(tmp_path / "train-empty.h5", []))
-    stream = ShardDataset(paths, train=False)
-    memory = InMemoryDataset(paths, train=False)
-    assert len(memory) == len(stream) == 6
-    for (a, b), (c, d) in zip(stream, memory):
-        assert torch.equal(a, c) and torch.equal(b, d)
-    train_mem = InMemoryDataset(paths, crop_size=8, train=True, seed=1)
-    train_mem.set_epoch(2)
-    batches = list(train_mem.batches(4))
-    assert [tuple(L.shape) for L, _ in batches] == [(4, 1, 8, 8), (2, 1, 8, 8)]
-    assert sorted(decode(L[i], ab[i])[0] for L, ab in batches for i in range(len(L))) == list(range(6))
-    assert sorted(decode(*s)[0] for s in train_mem) == list(range(6))
-
-
-# --- training --------------------------------------------------------------------------------
+# --- the training loop ---------------------------------------------------------------------------
 
 
 def test_a_few_steps_lower_the_loss(shards):
@@ -381,7 +221,97 @@ def test_a_non_finite_training_loss_is_an_error(shards, tmp_path, monkeypatch):
     assert not (tmp_path / "checkpoint.pt").exists()
 
 
-# --- settings, device, Snakemake wrapper -----------------------------------------------------
+# --- the zhang loss: prior, initial logits, cached prior -------------------------------------------
+
+
+def colourful_lab(seed: int, size: int = 16) -> np.ndarray:
+    """A smooth colourful image in Lab (3x3 random colours, upsampled)."""
+    return rgb_to_lab(smooth_image(size, size, seed, cells=3, lo=20, hi=235))
+
+
+def test_a_few_zhang_training_steps_lower_the_loss():
+    torch.manual_seed(0)
+    lab = np.stack([colourful_lab(i) for i in range(6)])
+    L = torch.from_numpy((lab[..., 0] - 50) / 50).float()[:, None]
+    ab = normalize_ab(torch.from_numpy(np.moveaxis(lab[..., 1:], -1, 1)).float())
+    cfg = ModelConfig(arch="unet", loss="zhang", base_channels=4, depth=2)
+    model = build_model(cfg)
+    prior = q.smooth_prior(np.bincount(q.quantize(lab[..., 1:]).ravel(), minlength=Q), q.gamut_bins())
+    loss_fn = loss_for(cfg, prior)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(20):
+        loss = loss_fn(model(L), ab)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.95 * losses[0], losses
+
+    # starting from the rebalanced prior (as training does) begins lower than from uniform
+    fresh = build_model(cfg)
+    init_logits_to(fresh, prior * q.rebalance_weights(prior, cfg.rebalance_lambda))
+    with torch.no_grad():
+        assert loss_fn(fresh(L), ab).item() < losses[0] - 0.2
+
+
+def test_zhang_training_caches_the_prior_and_the_checkpoint_loads_safely(tmp_path):
+    shards = {}
+    for split, n in (("train", 4), ("val", 2)):
+        path = tmp_path / f"{split}-000.h5"
+        with ShardWriter(path, 16, split) as w:
+            for i in range(n):
+                w.append(colourful_lab(100 * (split == "val") + i), f"{split}/{i}.png", f"{split}{i:060d}")
+        shards[split] = [path]
+    model_cfg, train_cfg = split_settings(
+        dict(arch="unet", base_channels=4, depth=2, loss="zhang", temperature=0.3, epochs=2, batch_size=2,
+             num_workers=0, log_interval=0)
+    )  # fmt: skip
+    summary = train(model_cfg, train_cfg, shards["train"], shards["val"], tmp_path / "run", progress=False)
+    assert summary["epochs_completed"] == 2 and (tmp_path / "run" / "ab_prior.pt").exists()
+
+    model, ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")  # weights_only=True inside
+    assert ckpt["model_config"]["loss"] == "zhang" and model.head.temperature == 0.3
+    prior = torch.load(tmp_path / "run" / "ab_prior.pt", weights_only=True)["prior"]
+    torch.testing.assert_close(model.head.prior.double(), prior, rtol=1e-6, atol=1e-9)
+    assert model.head.prior[q.gamut_bins().tolist().index([0, 0])] < 0.5  # colourful images: not all gray
+    with torch.inference_mode():
+        ab = model.ab_from_output(model(torch.zeros(1, 1, 16, 16)))
+    assert ab.shape == (1, 2, 16, 16) and ab.abs().max() * AB_SCALE <= 130
+
+
+# --- fine-tuning from a checkpoint (init_from) -----------------------------------------------------
+
+
+def test_fine_tuning_starts_from_a_checkpoint(effnet_shards, tmp_path):
+    train_shards, val_shards = effnet_shards
+    cfg = ModelConfig(arch="effnet_unet")
+    train(cfg, TrainConfig(epochs=2, batch_size=4, num_workers=0, log_interval=0, lr=3e-3), train_shards,
+                 val_shards, tmp_path / "base", progress=False)
+    start = tmp_path / "base" / "best.pt"
+    tuned_dir = tmp_path / "tuned"
+    train(cfg, TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, lr=1e-12, init_from=str(start)),
+          train_shards, val_shards, tuned_dir, progress=False)
+    a, _ = load_checkpoint(start)
+    b, _ = load_checkpoint(tuned_dir / "best.pt")
+    fresh_dir = tmp_path / "fresh"
+    train(cfg, TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, lr=1e-12), train_shards,
+          val_shards, fresh_dir, progress=False)
+    c, _ = load_checkpoint(fresh_dir / "best.pt")
+    pa, pb, pc = (dict(m.named_parameters()) for m in (a, b, c))
+    decoder = [k for k in pa if not k.startswith("encoder.")]
+    # a vanishing learning rate: the fine-tuned weights are still the starting checkpoint's ...
+    assert all(torch.allclose(pa[k], pb[k], atol=1e-6) for k in decoder)
+    # ... and not what a fresh start gives
+    assert not all(torch.allclose(pa[k], pc[k], atol=1e-3) for k in decoder)
+    # a checkpoint of another architecture is refused, naming what differs
+    with pytest.raises(ValueError, match="arch"):
+        train(ModelConfig(arch="unet", base_channels=4, depth=2),
+              TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, init_from=str(start)),
+              train_shards, val_shards, tmp_path / "other", progress=False)
+
+
+# --- settings, Snakemake wrapper -----------------------------------------------------------------
 
 
 def test_split_settings_assigns_keys_and_names_unknown_ones():
@@ -396,21 +326,6 @@ def test_train_config_defaults_follow_the_seed():
     cfg = TrainConfig()
     assert cfg.epochs == 200 and cfg.lr == 1e-3 and cfg.weight_decay == 0 and cfg.patience == 0
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
-
-
-def test_fake_gpu_falls_back_to_cpu_with_a_log_line(monkeypatch, caplog):
-    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
-    monkeypatch.delenv("COLORIZE_DEVICE", raising=False)
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with caplog.at_level(logging.INFO, logger="colorize.device"):
-        assert pick_device() == torch.device("cpu")
-    assert "CUDA_VISIBLE_DEVICES='0'" in caplog.text and "falling back to CPU" in caplog.text
-    with pytest.raises(RuntimeError, match="requested"):
-        pick_device("cuda")
-    monkeypatch.setenv("COLORIZE_DEVICE", "cpu")
-    assert pick_device() == torch.device("cpu")
-    with autocast(torch.device("cpu")):
-        assert (torch.ones(2, 2) @ torch.ones(2, 2)).dtype == torch.float32
 
 
 class Bag(dict):
@@ -429,6 +344,7 @@ def test_snakemake_script_trains_and_resumes_after_outputs_are_deleted(shards, t
         input=Bag(train=[str(p) for p in shards["train"]], val=[str(p) for p in shards["val"]]),
         output=outputs,
         params=Bag(model=settings),
+        config={"runtime": {}},  # the script reads the machine knobs (`runtime:`) from the config
         wildcards=Bag(model="tiny"),
         log=[str(tmp_path / "logs" / "train.log")],
         threads=1,

@@ -16,6 +16,8 @@ A checkpoint is a plain dict holding only tensors and Python values, so
 ``optimizer``            the optimiser's state (``checkpoint.pt``; None in ``best.pt``)
 ``best_val_psnr``        None until a validation PSNR exists
 ``history``              one dict per epoch (``train.HISTORY_COLUMNS``)
+``card``                 the model card (``train.model_card``): architecture, parameters,
+                         data, budget, final metrics; absent in checkpoints written before it
 =======================  ================================================================
 
 A released model (``shipped.release``) may hold the decoder only, with
@@ -117,11 +119,32 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
 
 
 def load_model(checkpoint, device: str | torch.device | None = None) -> tuple[nn.Module, dict]:
-    """A checkpoint's model, in eval mode on ``device`` (None/"auto": CUDA when it works), and the checkpoint."""
+    """A checkpoint's model, in eval mode on ``device`` (None/"auto": CUDA when it works), and the checkpoint.
+
+    A ``.onnx`` file (``colorize export --onnx``) gives an ``export.OnnxModel`` on the CPU and
+    the metadata it carries in place of the checkpoint dict.
+    """
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        return _load_onnx(Path(checkpoint))
     device = pick_device(device)
     configure_backends(device)
     model, ckpt = load_checkpoint(checkpoint, map_location=device)
     return to_device_format(model, device).eval(), ckpt
+
+
+def _load_onnx(path: Path) -> tuple[nn.Module, dict]:
+    from .export import OnnxModel
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such file")
+    try:
+        model = OnnxModel(path)
+    except ImportError:
+        raise
+    except Exception as e:  # onnxruntime's errors for a file that is not a model
+        raise CheckpointError(f"{path}: not a loadable ONNX model ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
+    return model.eval(), model.checkpoint_info()
 
 
 def working_size(ckpt: dict, default: int = DEFAULT_SIZE) -> int:
@@ -129,3 +152,55 @@ def working_size(ckpt: dict, default: int = DEFAULT_SIZE) -> int:
     size = ckpt.get("image_size") or (ckpt.get("train_config") or {}).get("image_size")
     return int(size) if size else int(default)
 
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    return "-" if value is None or value == "" else str(value)
+
+
+_NOT_SHOWN = ("history", "train_config", "data_fingerprint", "image_size", "library_version", "model_card")
+
+
+def describe(ckpt: dict) -> list[tuple[str, str]]:
+    """A checkpoint's model card as (field, value) rows for people (``colorize info``): the card
+    written at training time (or by ``shipped.release``), else what the checkpoint's settings
+    and history still say."""
+    card = {k: v for k, v in (ckpt.get("card") or {}).items() if k not in _NOT_SHOWN}
+    model_cfg = ckpt.get("model_config") or {}
+    train_cfg = ckpt.get("train_config") or {}
+    history = ckpt.get("history") or []
+    last = history[-1] if history else {}
+    rows = [("format", ckpt.get("format", f"colorize checkpoint v{ckpt.get('format_version', '?')}")),
+            ("written by", f"colorize {ckpt.get('library_version') or '?'}"),
+            ("model card", "stored in the file" if card else "none stored (an older checkpoint): derived "
+             "from its settings and history")]  # fmt: skip
+    arch = card.pop("architecture", model_cfg.get("arch"))
+    rows.append(("architecture", f"{arch} (loss {card.pop('loss', model_cfg.get('loss', 'mse'))})"))
+    for key in ("parameters", "trainable_parameters"):
+        if key in card:
+            rows.append((key.replace("_", " "), f"{card.pop(key):,}"))
+    rows.append(("working size", f"{ckpt.get('image_size') or '-'} px"))
+    rows.append(("dataset", _fmt(card.pop("dataset", None))))
+    if "train_images" in card:
+        rows.append(("images", f"{card.pop('train_images')} train, {card.pop('val_images', '-')} validation"))
+    if ckpt.get("data"):
+        rows.append(("shard fingerprints", _fmt({k: v for k, v in ckpt["data"].items() if k != "image_size"})))
+    epochs = card.pop("epochs", card.pop("trained_epochs", ckpt.get("epoch")))
+    passes = card.pop("image_passes", None)
+    budget = f"{epochs} epochs" if epochs else "-"
+    budget += f", {passes:,} image passes" if passes else ""
+    budget += f", batch {train_cfg['batch_size']}, lr {train_cfg['lr']:g}" if "batch_size" in train_cfg else ""
+    rows.append(("budget", _fmt(card.pop("budget", budget))))
+    rows.append(("device", _fmt(card.pop("device", None))))
+    seconds = card.pop("train_seconds", sum(r.get("seconds") or 0 for r in history) if history else None)
+    rows.append(("training time", _fmt(card.pop("wall_time", f"{seconds / 60:.1f} min" if seconds else None))))
+    best = card.pop("best_val_psnr", ckpt.get("best_val_psnr"))
+    rows.append(("best validation PSNR", f"{best:.2f} dB" if isinstance(best, (int, float)) else "-"))
+    for key, name in (("final_val_psnr", "val_psnr"), ("final_val_loss", "val_loss"),
+                      ("final_train_loss", "train_loss")):
+        rows.append((key.replace("_", " "), _fmt(card.pop(key, last.get(name)))))
+    rows += [(k.replace("_", " "), _fmt(v)) for k, v in card.items()]  # anything else the card holds
+    return rows

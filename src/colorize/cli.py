@@ -1,4 +1,5 @@
-"""The ``colorize`` command: ``colorize predict`` (photos -> colour photos), ``colorize evaluate`` (test shards).
+"""The ``colorize`` command: ``predict`` (photos -> colour photos), ``evaluate`` (test shards),
+``export`` (a checkpoint -> ONNX), ``info`` (what a checkpoint is).
 
 Exit status: 0 when at least one image was colorized (files that could not be read are listed
 in the status file, not fatal), 1 when none could be, 2 for a usage error (bad option, missing
@@ -8,6 +9,7 @@ checkpoint).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import os
 import sys
@@ -48,9 +50,9 @@ def _add_model_options(p: argparse.ArgumentParser, size_help: str = PREDICT_SIZE
         type=Path,
         default=None,
         metavar="CHECKPOINT",
-        help="trained checkpoint (checkpoint.pt or best.pt written by training; default: the model "
-        "that ships with colorize, an ImageNet-pretrained EfficientNet-Lite0 U-Net; see its card "
-        "in the README)",
+        help="trained checkpoint (checkpoint.pt or best.pt written by training, or a .onnx from "
+        "'colorize export', run with onnxruntime; default: the model that ships with colorize, an "
+        "ImageNet-pretrained EfficientNet-Lite0 U-Net; see its card in the README)",
     )
     p.add_argument("--size", type=_positive_int, default=None, metavar="PX", help=size_help)
     p.add_argument(
@@ -182,6 +184,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--name", default="model", help="the model's name in the tables (default: %(default)s)")
     e.add_argument("shards", nargs="+", type=Path, metavar="SHARD", help="test shards (.h5)")
     e.set_defaults(func=cmd_evaluate, command_parser=e)
+
+    x = sub.add_parser(
+        "export",
+        help="write a checkpoint as an ONNX model (runs without PyTorch)",
+        description="Export a checkpoint's inference path (normalised L in, normalised ab out; dynamic "
+        "batch, height and width; ONNX opset 17) with its working size and model card as metadata. "
+        "'colorize predict --model OUT.onnx' runs it with onnxruntime (pip install -e .[onnx]).",
+    )
+    x.add_argument("--model", "-m", type=Path, default=None, metavar="CHECKPOINT",
+                   help="checkpoint to export (default: the shipped model)")
+    x.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument("--quiet", "-q", action="store_true", help="only warnings on stderr")
+    x.set_defaults(func=cmd_export, command_parser=x, device="cpu", size=None)
+
+    i = sub.add_parser(
+        "info",
+        help="print what a checkpoint is: its model card",
+        description="Print the model card stored in a checkpoint (or a .onnx): architecture, parameters, "
+        "training data, budget, device, time and the metrics at the end of training.",
+    )
+    i.add_argument("model", nargs="?", type=Path, default=None, metavar="CHECKPOINT",
+                   help="checkpoint or .onnx (default: the shipped model)")
+    i.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    i.set_defaults(func=cmd_info, command_parser=i)
     return parser
 
 
@@ -202,13 +228,18 @@ def _load(args, parser):
             _fail(parser, f"no --model given and {e}")
     if not args.model.is_file():
         _fail(parser, f"--model {args.model}: no such file")
+    if args.model.suffix.lower() == ".onnx" and args.device == "cuda":
+        log.warning("%s runs with onnxruntime on the CPU; --device cuda applies to PyTorch checkpoints", args.model)
     try:
         model, ckpt = load_model(args.model, args.device)
+    except ImportError as e:
+        _fail(parser, f"--model {e}")
     except CheckpointError as e:
         _fail(parser, f"--model {e}")
     except Exception as e:
         _fail(parser, f"--model {args.model}: cannot load checkpoint ({type(e).__name__}: {e})")
     size = args.size or working_size(ckpt)
+    args.loaded_checkpoint = ckpt
     return model, size
 
 
@@ -231,8 +262,12 @@ def cmd_predict(args, parser) -> int:
     _writable(parser, args.output, status.parent)
     model, size = _load(args, parser)
     if args.chroma_gain is not None:
-        if not hasattr(model.head, "chroma_gain"):
-            _fail(parser, f"--chroma-gain: {args.model} has a {type(model.head).__name__}, not an mse head "
+        head = getattr(model, "head", None)
+        if head is None:
+            _fail(parser, f"--chroma-gain: {args.model} is an ONNX model, whose decoding was fixed at export "
+                          "(export a checkpoint whose chroma_gain is set)")
+        if not hasattr(head, "chroma_gain"):
+            _fail(parser, f"--chroma-gain: {args.model} has a {type(head).__name__}, not an mse head "
                           "(zhang models are tuned with their temperature)")
         if not 0.5 <= args.chroma_gain <= 3:
             _fail(parser, f"--chroma-gain: {args.chroma_gain} is outside 0.5..3")
@@ -286,6 +321,43 @@ def cmd_evaluate(args, parser) -> int:
             f"{row['method']}: {row['n_images']} images, PSNR {row['psnr']:.2f} dB "
             f"({row['psnr_minus_gray']:+.2f} vs gray), SSIM {row['ssim']:.4f}, AuC {row['auc']:.4f}"
         )
+    return 0
+
+
+def cmd_export(args, parser) -> int:
+    from .export import export_onnx
+
+    if args.model is not None and args.model.suffix.lower() == ".onnx":
+        _fail(parser, f"--model {args.model} is already an ONNX model")
+    if args.onnx.suffix.lower() != ".onnx":
+        _fail(parser, f"--onnx {args.onnx}: the file name must end in .onnx")
+    _writable(parser, args.onnx.parent)
+    model, _ = _load(args, parser)
+    ckpt = args.loaded_checkpoint
+    if importlib.util.find_spec("onnx") is None:
+        _fail(parser, "exporting needs the onnx package: pip install -e .[onnx] (pinned in envs/)")
+    path = export_onnx(model, ckpt, args.onnx)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; input L_norm (batch, 1, H, W), output ab_norm "
+          f"(batch, 2, H, W), working size {ckpt.get('image_size') or '-'})")
+    return 0
+
+
+def cmd_info(args, parser) -> int:
+    from .checkpoint import CheckpointError, describe, load_model, read_checkpoint
+    from .shipped import resolve_checkpoint
+
+    path = resolve_checkpoint(args.model)
+    if not path.is_file():
+        _fail(parser, f"CHECKPOINT {path}: no such file")
+    try:
+        ckpt = load_model(path, "cpu")[1] if path.suffix.lower() == ".onnx" else read_checkpoint(path)
+    except (CheckpointError, ImportError) as e:
+        _fail(parser, f"CHECKPOINT {e}")
+    rows = describe(ckpt)
+    width = max(len(k) for k, _ in rows)
+    print(f"{path}")
+    for key, value in rows:
+        print(f"  {key:<{width}}  {value}")
     return 0
 
 

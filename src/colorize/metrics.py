@@ -87,13 +87,6 @@ def ab_error_auc(ab_pred: np.ndarray, ab_true: np.ndarray, max_threshold: float 
     return float(np.clip(1.0 - d / max_threshold, 0.0, 1.0).mean())
 
 
-def ab_error_curve(ab_pred: np.ndarray, ab_true: np.ndarray, thresholds=None) -> tuple[np.ndarray, np.ndarray]:
-    """(thresholds, fraction of pixels whose ab distance is <= each threshold), for plotting."""
-    t = np.arange(0, AUC_MAX_THRESHOLD + 1) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    d = np.sort(np.sqrt(((ab_pred.astype(np.float64) - ab_true.astype(np.float64)) ** 2).sum(axis=-1)).ravel())
-    return t, np.searchsorted(d, t, side="right") / max(d.size, 1)
-
-
 def image_metrics(pred_rgb: np.ndarray, true_rgb: np.ndarray) -> dict[str, float]:
     """Every metric of ``METRIC_COLUMNS`` for one prediction (HxWx3 uint8) against its truth."""
     ab_pred, ab_true = ab_of_rgb(pred_rgb), ab_of_rgb(true_rgb)

@@ -54,6 +54,8 @@ class ModelConfig:
 
 
 def pad_to_multiple(x: torch.Tensor, m: int):
+    """Pad (B, C, H, W) at the bottom and right, replicating the edge, to multiples of ``m``;
+    returns the padded tensor and the original (H, W) to crop the output back to."""
     h, w = x.shape[-2:]
     ph, pw = (-h) % m, (-w) % m
     if ph or pw:
@@ -162,8 +164,10 @@ class SeedAE(nn.Module):
         """The last convolution, which feeds the head."""
         return self.decoder[-3]
 
+    size_multiple = 8  # three stride-2 convolutions: inputs are padded to a multiple of this
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, 8)
+        x, (h, w) = pad_to_multiple(x, self.size_multiple)
         return self.decoder(self.encoder(x))[..., :h, :w]
 
     def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
@@ -212,8 +216,13 @@ class UNet(nn.Module):
         """The last convolution, which feeds the head."""
         return self.out
 
+    @property
+    def size_multiple(self) -> int:
+        """``depth`` poolings: inputs are padded to a multiple of this."""
+        return 2**self.cfg.depth
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, 2**self.cfg.depth)
+        x, (h, w) = pad_to_multiple(x, self.size_multiple)
         skips = [self.inc(x)]
         for down in self.downs:
             skips.append(down(F.max_pool2d(skips[-1], 2)))
@@ -261,8 +270,10 @@ class PretrainedUNet(nn.Module):
         self.encoder.eval()  # BatchNorm statistics stay ImageNet's, frozen or fine-tuned
         return self
 
+    size_multiple = 32  # the encoder's output stride: inputs are padded to a multiple of this
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x, (h, w) = pad_to_multiple(x, 32)
+        x, (h, w) = pad_to_multiple(x, self.size_multiple)
         if self.freeze_encoder:
             with torch.no_grad():
                 feats = self.encoder(x)

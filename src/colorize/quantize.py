@@ -162,13 +162,6 @@ def soft_encode(
     )
 
 
-def soft_encode_dense(ab: torch.Tensor, centres: torch.Tensor, **kw) -> torch.Tensor:
-    """The soft targets of ``soft_encode`` as a dense BxQxHxW distribution (for tests and plots)."""
-    idx, weights = soft_encode(ab, centres, **kw)
-    dense = torch.zeros(ab.shape[0], len(centres), *ab.shape[-2:], dtype=weights.dtype, device=weights.device)
-    return dense.scatter_(1, idx, weights)
-
-
 # --- prior and rebalancing -------------------------------------------------------------------
 
 

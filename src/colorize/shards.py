@@ -13,7 +13,7 @@ dataset    shape               dtype      meaning
 
 Chunks hold one image each, so a reader can take any image, or a whole shard, cheaply.
 float16 keeps 11 significant bits: Lab -> RGB from a shard reproduces the resized 8-bit
-RGB to within 1/255 for >= 99 % of pixels (measured ~99.9 %, tests/test_colorspace.py).
+RGB to within 1/255 for >= 99 % of pixels (measured ~99.9 %, tests/test_shards.py).
 
 File attributes: ``image_size``, ``split``, ``color_conversion``, ``library_version``,
 ``format_version``, ``compression``, ``count``.
@@ -57,7 +57,7 @@ def to_float16(src: np.ndarray, dst: np.ndarray) -> None:
     """float32 ``src`` -> float16 ``dst`` (same shape, C-contiguous), rounding to nearest even.
 
     OpenCV's conversion uses the CPU's F16C instructions: ~20x faster than numpy's
-    ``astype(np.float16)`` here, with the same bits (``benchmarks/test_fast_paths.py`` checks).
+    ``astype(np.float16)`` here, with the same bits (``tests/test_shards.py`` checks).
     """
     if _CONVERT_FP16 is not None and src.dtype == np.float32 and src.size and src.flags.c_contiguous:
         shape2d = (-1, src.shape[-1])

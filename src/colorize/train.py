@@ -179,6 +179,34 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
     return ckpt
 
 
+# --- model card ----------------------------------------------------------------------------
+
+
+def model_card(model, model_cfg: ModelConfig, history: list[dict], best_val_psnr, n_train: int, n_val: int,
+               device, extra: dict | None = None) -> dict:
+    """What a checkpoint says of itself (``checkpoint.describe`` prints it): architecture, size,
+    data, budget and the metrics at the end of training. Plain values only (``weights_only``)."""
+    last = history[-1] if history else {}
+    return {
+        "architecture": model_cfg.arch,
+        "loss": model_cfg.loss,
+        "parameters": count_parameters(model),
+        "trainable_parameters": count_parameters(model, trainable=True),
+        "train_images": n_train,
+        "val_images": n_val,
+        "epochs": int(last.get("epoch", 0)),
+        "image_passes": int(last.get("epoch", 0)) * n_train,  # every epoch visits each training image once
+        "device": str(device),
+        "train_seconds": float(sum(row.get("seconds") or 0.0 for row in history)),
+        "best_val_psnr": best_val_psnr,
+        "final_val_psnr": last.get("val_psnr"),
+        "final_val_loss": last.get("val_loss"),
+        "final_train_loss": last.get("train_loss"),
+        "torch_version": str(torch.__version__),
+        **(extra or {}),
+    }
+
+
 # --- history --------------------------------------------------------------------------
 
 
@@ -270,10 +298,13 @@ def train(
     *,
     progress: bool = True,
     device: str | torch.device | None = None,
+    card: dict | None = None,
 ) -> dict:
     """Train (or resume training) and write checkpoints, history and curve to ``out_dir``; returns a summary.
 
     ``device``: ``None``/``"auto"`` picks CUDA when it works, else CPU (see ``device.pick_device``).
+    ``card``: what the caller knows of the run (e.g. ``{"dataset": name}``), stored in every
+    checkpoint's model card with what training measures (``model_card``; ``colorize info``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -369,6 +400,8 @@ def train(
             }
         )
         ckpt = make_checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
+        ckpt["card"] = model_card(model, model_cfg, history, best_val_psnr, len(train_data), len(val_data),
+                                  device, card)
         save_checkpoint(ckpt, checkpoint_path)
         if improved:
             ckpt["optimizer"] = None

@@ -1,24 +1,121 @@
-"""evaluate_folder: a folder of photos scored exactly as the same photos in a test shard."""
+"""colorize.evaluate: model vs gray baseline over test shards and over a folder of photos, the comparison grid."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pytest
 import torch
+from PIL import Image
+from torch import nn
 
-from conftest import make_bad_images, make_good_images
-from colorize.tsv import read_tsv
-from colorize.evaluate import EXCLUDED_COLUMNS, evaluate_folder, evaluate_folder_checkpoint, evaluate_shards
-from colorize.metrics import GRAY, PER_IMAGE_COLUMNS, SUMMARY_COLUMNS
-from colorize.models import ModelConfig, build_model
+from colorize.colorspace import lab_to_rgb, normalize_ab, rgb_to_lab
+from colorize.evaluate import (EXCLUDED_COLUMNS, comparison_grid, evaluate_folder, evaluate_folder_checkpoint,
+                               evaluate_shards)
+from colorize.metrics import GRAY, PER_IMAGE_COLUMNS, PSNR_CAP, SUMMARY_COLUMNS
+from colorize.plots import select_indices
 from colorize.preprocess import PreprocessConfig, build_shard
+from colorize.shards import ShardWriter, read_shard
+from colorize.tsv import read_tsv
+from helpers import make_bad_images, make_good_images, smooth_image, tiny_model
+
+SIZE = 32  # of the photos through evaluate_folder
 
 torch.set_num_threads(1)
-SIZE = 32
 
 
-def tiny_model() -> torch.nn.Module:
-    torch.manual_seed(0)
-    return build_model(ModelConfig(arch="unet", base_channels=4, depth=2)).eval()
+# --- over test shards ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def eval_shards(tmp_path):
+    """Two test shards of three smooth colourful 32x32 images each."""
+    paths = []
+    for s in range(2):
+        path = tmp_path / f"test-{s:03d}.h5"
+        with ShardWriter(path, image_size=32, split="test", compression="none") as w:
+            for i in range(3):
+                colourful = smooth_image(32, 32, 10 * s + i, cells=5, lo=30, hi=225)
+                w.append(rgb_to_lab(colourful), f"s{s}/img{i}.png", f"{s}{i:063d}")
+        paths.append(path)
+    return paths
+
+
+class OracleModel(nn.Module):
+    """Returns the true ab of the images it is given, looked up by their L: a perfect colorizer."""
+
+    def __init__(self, shards):
+        super().__init__()
+        self.dummy = nn.Parameter(torch.zeros(()))
+        self.table = {}
+        for path in shards:
+            sh = read_shard(path)
+            for L, ab in zip(sh.L, sh.ab):
+                self.table[L.tobytes()] = normalize_ab(ab.astype(np.float32))  # keyed by the stored float16 L
+
+    def forward(self, x):
+        L = (x[:, 0].numpy() * 50 + 50).astype(np.float16)  # denormalised, rounds back to the stored L
+        return torch.from_numpy(np.stack([self.table[li.tobytes()] for li in L]))
+
+    def ab_from_output(self, out):
+        return out
+
+
+def shard_images(shards) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    out = {}
+    for path in shards:
+        sh = read_shard(path)
+        out.update({rel: (L.astype(np.float32), ab.astype(np.float32)) for rel, L, ab in zip(sh.relpath, sh.L, sh.ab)})
+    return out
+
+
+def test_evaluate_shards_model_and_gray_baseline(eval_shards, tmp_path):
+    per_image, summary_path = tmp_path / "per_image.tsv", tmp_path / "summary.tsv"
+    rows, summary = evaluate_shards(tiny_model(), eval_shards, per_image, summary_path, method="unet", batch_size=2)
+    assert len(rows) == 12
+    table = read_tsv(per_image)
+    assert list(table[0]) == list(PER_IMAGE_COLUMNS)
+    assert [r["method"] for r in table] == ["unet"] * 6 + [GRAY] * 6
+
+    images = shard_images(eval_shards)
+    for r in rows:
+        if r["method"] == GRAY:
+            L, ab = images[r["image"]]
+            true, gray = lab_to_rgb(L, ab), lab_to_rgb(L, np.zeros_like(ab))
+            assert r["chroma_pred"] == 0.0 and r["colorfulness_pred"] == 0.0
+            assert r["psnr"] == pytest.approx(10 * math.log10(255**2 / np.mean((gray.astype(float) - true) ** 2)))
+            assert r["chroma_true"] > 5 and r["colorfulness_true"] > 5
+
+    sm = {r["method"]: r for r in read_tsv(summary_path)}
+    assert list(read_tsv(summary_path)[0]) == list(SUMMARY_COLUMNS)
+    assert int(sm["unet"]["n_images"]) == int(sm[GRAY]["n_images"]) == 6
+    mean = {m: np.mean([r["psnr"] for r in rows if r["method"] == m]) for m in ("unet", GRAY)}
+    assert float(sm["unet"]["psnr_minus_gray"]) == pytest.approx(mean["unet"] - mean[GRAY], abs=1e-4)
+    assert float(sm[GRAY]["psnr_minus_gray"]) == 0.0
+    assert summary[0]["method"] == "unet"
+
+
+def test_a_perfect_model_scores_perfectly(eval_shards):
+    rows, summary = evaluate_shards(OracleModel(eval_shards), eval_shards, method="oracle", batch_size=4)
+    best = summary[0]
+    assert best["method"] == "oracle" and best["psnr"] == PSNR_CAP and best["ssim"] == pytest.approx(1.0)
+    assert best["auc"] == pytest.approx(1.0) and best["psnr_minus_gray"] > 10
+    assert best["chroma_pred"] == pytest.approx(best["chroma_true"])
+
+
+def test_comparison_grid(eval_shards, tmp_path):
+    assert select_indices(6, 4) == [0, 2, 3, 5] and select_indices(3, 10) == [0, 1, 2] and select_indices(0, 3) == []
+    png = comparison_grid(
+        tiny_model(), eval_shards, tmp_path / "grid.png", n_rows=4, other_model=OracleModel(eval_shards),
+        other_label="Oracle",
+    )
+    with Image.open(png) as im:
+        w, h = im.size
+    assert w == 4 * 2 * 128 and h > w  # 4 columns of 2-inch tiles at 128 dpi; 4 rows plus the titles
+
+
+# --- over a folder of photos ---------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -90,10 +187,11 @@ def test_evaluate_folder_checkpoint_uses_the_checkpoints_size(folder, tmp_path):
     assert summary[0]["method"] == "model" and summary[0]["n_images"] == len(good)
 
 
+# The real workflow over `eval_sets` (a workflow test: it would sit with test_workflow_e2e.py).
 @pytest.mark.slow
 def test_workflow_evaluates_every_model_on_every_eval_set(tmp_path):
     """The real workflow with `eval_sets` and a zhang model: summaries per set, then nothing to do."""
-    from conftest import colour_photo, save
+    from helpers import colour_photo, save
     from workflow_utils import copy_workflow, planned_jobs, snakemake, tiny_config, write_config
 
     make_good_images(tmp_path / "photos", n=8, size=(48, 64))
@@ -103,7 +201,7 @@ def test_workflow_evaluates_every_model_on_every_eval_set(tmp_path):
     (other / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     work = copy_workflow(tmp_path / "work")
     model = {"arch": "unet", "base_channels": 4, "depth": 2, "loss": "zhang", "temperature": 0.5, "epochs": 1,
-             "batch_size": 4, "num_workers": 0, "log_interval": 0}  # fmt: skip
+             "batch_size": 4}  # fmt: skip
     config = tiny_config("../photos", models={"zh": model}, eval_sets={"other": "../other"})
     write_config(work, config)
     snakemake(work)

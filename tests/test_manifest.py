@@ -1,0 +1,108 @@
+"""colorize.manifest: walking a source folder (links, odd names), scan rows, merging shard statuses, the summary."""
+
+from __future__ import annotations
+
+import os
+
+from PIL import Image
+
+from colorize.manifest import SCAN_COLUMNS, merge, reason_category, scan, shard_rows, summarize, walk
+from colorize.preprocess import PreprocessConfig, build_shard
+from colorize.shards import read_shard
+from colorize.tsv import read_tsv, write_tsv
+from helpers import ODD_NAMES, make_bad_images, mkdirs, upright_photo
+
+
+def test_scan_shard_merge_summary(photo_dir, tmp_path):
+    shards = {"train": 2, "val": 1, "test": 1}
+    rows = scan(photo_dir, val_fraction=0.2, test_fraction=0.2, shards=shards, max_pixels=50_000_000,
+                min_side=16, progress=False)
+    by = {r["relpath"]: r for r in rows}
+    assert len(rows) == len({p for p in photo_dir.rglob("*") if p.is_file()})  # every file has a row
+    assert by["zz_copy_of_good_01.jpg"]["status"] == "duplicate (same sha256 as good_01.jpg)"
+    assert by["bad/bomb.png"]["status"].startswith("too many pixels")
+    assert by["bad/readme.txt"]["status"].startswith("not an image file")
+    assert by["good_01.jpg"]["sha256"] and int(by["good_01.jpg"]["width"]) == 128
+    write_tsv(rows, tmp_path / "scan.tsv")
+    rows = read_tsv(tmp_path / "scan.tsv")
+    cfg = PreprocessConfig(image_size=32, max_pixels=50_000_000, min_side=16)
+    status_files, total_ok = [], 0
+    for split, n in shards.items():
+        for i in range(n):
+            part = shard_rows(rows, split, f"{i:03d}")
+            h5, tsv = tmp_path / f"{split}-{i:03d}.h5", tmp_path / f"{split}-{i:03d}.tsv"
+            counts = build_shard(part, [photo_dir / r["relpath"] for r in part], h5, tsv, split, cfg,
+                                 progress=False)
+            assert read_shard(h5).relpath == [r["relpath"] for r in read_tsv(tsv) if r["status"] == "ok"]
+            total_ok += counts["ok"]
+            status_files.append(tsv)
+    final = merge(rows, status_files)
+    good = [r["relpath"] for r in final if r["status"] == "ok"]
+    # every good image (plain and odd encodings) reached a shard; every bad one has its reason
+    assert sorted(good) == sorted(
+        [f"{'sub/' if i % 3 == 0 else ''}good_{i:02d}{'.jpg' if i % 2 else '.png'}" for i in range(6)]
+        + [f"odd/{n}" for n in ["rgba.png", "palette.png", "cmyk.jpg", "deep16.png", "anim.gif", "pages.tif"]]
+    )
+    assert total_ok == len(good)
+    expected_bad = make_bad_images(tmp_path / "expected")  # the same generator: name -> category
+    fin = {r["relpath"]: r for r in final}
+    for name, category in expected_bad.items():
+        assert reason_category(fin[f"bad/{name}"]["status"]).startswith(category), fin[f"bad/{name}"]
+    summary = {(s["kind"], s["name"]): s["count"] for s in summarize(final)}
+    assert summary[("total", "files")] == len(final)
+    assert sum(summary[("split", s)] for s in ("train", "val", "test")) == len(good)
+    assert summary[("excluded", "grayscale")] == 2 and summary[("excluded", "duplicate")] == 1
+
+
+def test_include_patterns_select_subfolders(tmp_path):
+    from colorize.manifest import list_files
+
+    for rel in ["a/train/x.jpg", "a/test/y.jpg", "b/train/z.png", "top.png"]:
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert list_files(tmp_path) == ["a/test/y.jpg", "a/train/x.jpg", "b/train/z.png", "top.png"]
+    assert list_files(tmp_path, ["a/train/**", "b/train/**"]) == ["a/train/x.jpg", "b/train/z.png"]
+    assert list_files(tmp_path, ["*/train/*.png"]) == ["b/train/z.png"]
+
+
+def test_scan_rows_name_every_file_exactly(tmp_path):
+    root = tmp_path / "photos"
+    for i, name in enumerate(ODD_NAMES):
+        Image.fromarray(upright_photo(seed=i)).save(root / name if root.exists() else mkdirs(root) / name)
+    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards={"train": 2, "val": 1, "test": 1},
+                min_side=8, progress=False)
+    write_tsv(rows, tmp_path / "scan.tsv", SCAN_COLUMNS)
+    back = read_tsv(tmp_path / "scan.tsv")
+    assert sorted(r["relpath"] for r in back) == sorted(ODD_NAMES)
+    assert all(r["status"] == "ok" and (root / r["relpath"]).is_file() for r in back)
+
+
+def test_links_that_leave_the_source_are_refused_and_recorded(tmp_path):
+    root = mkdirs(tmp_path / "photos")
+    outside = mkdirs(tmp_path / "elsewhere")
+    Image.fromarray(upright_photo()).save(root / "a.jpg")
+    Image.fromarray(upright_photo(seed=3)).save(outside / "b.jpg")
+    mkdirs(root / "sub")
+    os.symlink("/etc/passwd", root / "passwd.jpg")
+    os.symlink(outside / "b.jpg", root / "b_link.jpg")
+    os.symlink(outside, root / "outside_dir")
+    os.symlink("../a.jpg", root / "sub" / "a_again.jpg")  # stays inside: followed
+    os.symlink("missing.jpg", root / "broken.jpg")
+    os.symlink("..", root / "sub" / "up")  # a loop
+    os.mkfifo(root / "pipe.jpg")  # reading it would hang the scan
+    listing = walk(root)
+    assert listing.files == ["a.jpg", "sub/a_again.jpg"]
+    refused = listing.refused
+    assert set(refused) == {"passwd.jpg", "b_link.jpg", "outside_dir", "broken.jpg", "sub/up", "pipe.jpg"}
+    for name in ("passwd.jpg", "b_link.jpg", "outside_dir"):
+        assert refused[name].startswith("symlink leaves the source folder")
+        assert "dataset.follow_external_links" in refused[name]
+    assert refused["broken.jpg"].startswith("broken symlink")
+    assert refused["sub/up"].startswith("symlink loop")
+    assert refused["pipe.jpg"].startswith("not a regular file")
+    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards={"train": 1, "val": 1, "test": 1},
+                min_side=8, progress=False)
+    assert len(rows) == 8 and "passwd" not in str([r["sha256"] for r in rows if r["relpath"] == "passwd.jpg"])
+    assert [r["sha256"] for r in rows if r["relpath"] == "passwd.jpg"] == [""]  # never read
+    allowed = walk(root, follow_external_links=True)
+    assert {"passwd.jpg", "b_link.jpg", "outside_dir/b.jpg"} <= set(allowed.files)

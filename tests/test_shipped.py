@@ -1,0 +1,41 @@
+"""colorize.shipped: the committed model loads weights only with its card; release keeps a model within fp16."""
+
+from __future__ import annotations
+
+import torch
+
+from colorize.checkpoint import load_checkpoint
+from colorize.models import ModelConfig
+from colorize.train import TrainConfig, train
+
+torch.set_num_threads(1)
+
+
+def test_the_shipped_model_loads_weights_only_with_its_card():
+    from colorize.shipped import SHIPPED
+
+    ckpt = torch.load(SHIPPED, weights_only=True)
+    assert ckpt["model_config"]["arch"] == "effnet_unet"
+    assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
+    card = ckpt["card"]
+    for key in ("architecture", "encoder", "encoder_weights", "trained_epochs", "commit", "train_config"):
+        assert card.get(key) is not None, key
+    assert SHIPPED.stat().st_size < 25e6
+    model, _ = load_checkpoint(SHIPPED)
+    assert next(model.parameters()).dtype == torch.float32
+
+
+def test_release_keeps_the_model_within_fp16(effnet_shards, tmp_path):
+    from colorize.shipped import release
+
+    train_shards, val_shards = effnet_shards
+    train(ModelConfig(arch="effnet_unet"), TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0),
+          train_shards, val_shards, tmp_path / "run", progress=False)
+    out = release(tmp_path / "run" / "best.pt", tmp_path / "shipped.pt", {"data": "tiny test shards"})
+    assert out.stat().st_size < (tmp_path / "run" / "best.pt").stat().st_size
+    a, _ = load_checkpoint(tmp_path / "run" / "best.pt")
+    b, ckpt = load_checkpoint(out)
+    assert ckpt["card"]["data"] == "tiny test shards" and "optimizer" not in ckpt
+    x = torch.rand(2, 1, 64, 48) * 2 - 1
+    with torch.no_grad():
+        assert (a.ab_from_output(a(x)) - b.ab_from_output(b(x))).abs().max() < 0.01  # ab/128: ~1 Lab unit
