@@ -69,7 +69,7 @@ def run_snakemake(paths, cores: int, work: Path) -> float:
     shutil.rmtree(results, ignore_errors=True)
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     t0 = time.perf_counter()
-    cmd = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(REPO / "Snakefile"),
+    cmd = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(REPO / "workflow/Snakefile"),
            "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", str(cores),
            f"results/{yaml.safe_load((work / 'config.yaml').read_text())['dataset']['name']}/manifest.tsv"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -94,7 +94,7 @@ def snakemake_workdir(paths, tmp: Path) -> Path:
         (src / f"{i:05d}_{p.name}").symlink_to(p)
     work = tmp / "work"
     work.mkdir()
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config/config.yaml").read_text())
     config["dataset"].update(name="bench", source=str(src))
     config["split"].update(val_fraction=0.1, test_fraction=0.1)
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))

@@ -38,7 +38,8 @@ def completed(tmp_path_factory):
     (scans / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
     work = copy_workflow(base / "work")
     # relative paths (from the working directory), so a copy of the whole run is a valid run
-    config = tiny_config("../photos", colorize={"input_dir": "../scans", "batch_size": 2}, shipped_model=True)
+    config = tiny_config("../photos", colorize={"input_dir": "../scans"}, shipped_model=True)
+    config["runtime"]["colorize_batch_size"] = 2
     write_config(work, config)
     snakemake(work)
     snakemake(work, "--report", "report.html")
@@ -102,7 +103,7 @@ def test_one_model_hyperparameter_retrains_only_that_model(completed, tmp_path):
     cfg["models"]["unet"]["lr"] = 0.002
     write_config(run / "work", cfg)
     jobs = planned_jobs(run / "work")
-    assert jobs == {"train": 1, "evaluate": 1, "grid": 1, "colorize_folder": 1, "all": 1}, jobs
+    assert jobs == {"train": 1, "evaluate": 1, "grid": 1, "colorize_folder": 1, "overview": 1, "all": 1}, jobs
 
 
 def test_image_size_rebuilds_shards_and_everything_downstream(completed, tmp_path):
@@ -147,7 +148,7 @@ def test_code_change_in_one_script_reruns_that_step(completed, tmp_path):
     script = work / "workflow/scripts/grid.py"
     script.write_text(script.read_text() + "\n# a change in the grid step's code\n")
     jobs = planned_jobs(work)
-    assert jobs == {"grid": 3, "all": 1}, jobs
+    assert jobs == {"grid": 3, "overview": 1, "all": 1}, jobs
 
 
 def test_killed_training_resumes_from_its_checkpoint(completed, tmp_path):

@@ -16,10 +16,9 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def copy_workflow(workdir: Path) -> Path:
-    """A private copy of the workflow (Snakefile, rules, scripts, profiles, envs) in ``workdir``,
-    so a test can edit a script (code-change trigger) without touching the repository."""
+    """A private copy of the workflow (workflow/Snakefile, rules, scripts, profiles, envs) in
+    ``workdir``, so a test can edit a script (code-change trigger) without touching the repository."""
     workdir.mkdir(parents=True, exist_ok=True)
-    shutil.copy2(REPO / "Snakefile", workdir / "Snakefile")
     for d in ("workflow", "profiles", "envs"):
         shutil.copytree(REPO / d, workdir / d, ignore=shutil.ignore_patterns("__pycache__"))
     return workdir
@@ -34,7 +33,8 @@ def write_config(workdir: Path, config: dict) -> Path:
 def snakemake(workdir: Path, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
     """Run Snakemake in ``workdir`` with ``workdir/config.yaml``: the workflow copied there by
     ``copy_workflow`` if present, else the repository's Snakefile."""
-    snakefile = workdir / "Snakefile" if (workdir / "Snakefile").exists() else REPO / "Snakefile"
+    snakefile = workdir / "workflow/Snakefile"
+    snakefile = snakefile if snakefile.exists() else REPO / "workflow/Snakefile"
     cmd = [SNAKEMAKE, "--snakefile", str(snakefile), "--directory", str(workdir),
            "--configfile", str(workdir / "config.yaml"), "--cores", "2", *args]
     env = dict(os.environ, PYTHONUNBUFFERED="1", OMP_NUM_THREADS="1")
@@ -71,10 +71,10 @@ def tiny_config(source: str, **overrides) -> dict:
         "split": {"val_fraction": 0.25, "test_fraction": 0.25, "seed": 0},
         "shards": {"train": 2, "val": 1, "test": 1},
         "models": {
-            "ae": {"arch": "seed_ae", "epochs": 2, "batch_size": 4, "num_workers": 0, "log_interval": 0},
-            "unet": {"arch": "unet", "base_channels": 4, "depth": 2, "epochs": 2, "batch_size": 4,
-                     "num_workers": 0, "log_interval": 0},
+            "ae": {"arch": "seed_ae", "epochs": 2, "batch_size": 4},
+            "unet": {"arch": "unet", "base_channels": 4, "depth": 2, "epochs": 2, "batch_size": 4},
         },
+        "runtime": {"num_workers": 0, "log_interval": 0},
         "report": {"grid_rows": 2},
         "shipped_model": False,  # the shipped model has its own end-to-end test
     }

@@ -50,6 +50,15 @@ def atomic_write_text(path, text: str) -> Path:
     return Path(path)
 
 
+def atomic_copy(src, dst) -> Path:
+    """Copy ``src`` to ``dst`` so that ``dst`` is never half-copied."""
+    import shutil
+
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
 def atomic_torch_save(obj, path) -> Path:
     import torch
 

@@ -1,17 +1,18 @@
-# Config validation, wildcard constraints and the input functions the rules share.
+# Config validation, model selection, wildcard constraints and the input functions the rules share.
+import copy
 import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import update_config, validate
 
 
-def check_config(config, schema_file):
+def check_config(config, schema_source):
     """Every schema violation in one line each, naming the key (before any job starts)."""
     import jsonschema
     import yaml
 
-    with open(schema_file) as fh:
+    with workflow.sourcecache.open(schema_source) as fh:
         schema = yaml.safe_load(fh)
     errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
     lines = sorted(
@@ -22,10 +23,91 @@ def check_config(config, schema_file):
         raise WorkflowError("invalid configuration:\n  " + "\n  ".join(lines))
 
 
-check_config(
-    config, os.path.join(workflow.basedir, "workflow/schemas/config.schema.yaml")
-)
+def config_layers():
+    """The config files Snakemake merged into `config`, in merge order, as
+    (path, content, given with --configfile): the workflow's own config/config.yaml first
+    (unless --replace-workflow-config dropped it), then each --configfile."""
+    from snakemake.common.configfile import load_configfile
+
+    cli = [Path(p).absolute() for p in workflow.config_settings.configfiles]
+    own = [Path(p).absolute() for p in workflow.configfiles]
+    own = [p for p in own if p not in cli]
+    if cli and workflow.config_settings.replace_workflow_config:
+        own = []
+    return [(p, load_configfile(str(p)) or {}, p in cli) for p in own + cli]
+
+
+def use_whole_model_entries(config, layers):
+    """Snakemake merges same-named entries of several config files key by key, so a preset's
+    `seed_ae` would inherit every key the demo's `seed_ae` sets and the preset does not (its
+    crop_size, say). A model is meant as one file writes it: each `models:` entry is taken
+    whole from the last file that names it (`--config` values still apply on top)."""
+    if not isinstance(config.get("models"), dict):
+        return  # the schema check names the problem
+    for _path, content, _cli in layers:
+        for name, entry in (content.get("models") or {}).items():
+            config["models"][name] = copy.deepcopy(entry)
+    overrides = dict(workflow.config_settings.config).get("models") or {}
+    update_config(config["models"], overrides)
+
+
+def check_model_selection(layers):
+    """A --configfile that defines models must also say which run: else config/config.yaml's
+    `run_models` (the demo's models) would silently apply to a preset or a user's config.
+    """
+    cli_sets = "run_models" in workflow.config_settings.config or any(
+        "run_models" in content for _p, content, cli in layers if cli
+    )
+    own_sets = any("run_models" in content for _p, content, cli in layers if not cli)
+    defining = [
+        (p, content) for p, content, cli in layers if cli and content.get("models")
+    ]
+    if own_sets and not cli_sets and defining:
+        path, content = defining[-1]
+        names = ", ".join(content["models"])
+        raise WorkflowError(
+            f"config key run_models: {path} defines models ({names}) but does not say which "
+            f"of them run, so the workflow's own list would apply ([{', '.join(config['run_models'])}], "
+            f"the demo's models): add `run_models: [{names}]` (or the ones to run) to {path}"
+        )
+
+
+def selected_models():
+    """`run_models` (every entry of `models:` when absent): what this run trains, evaluates and
+    reports. Each name must be defined under `models:`."""
+    names = config["run_models"]
+    if names is None:
+        return list(config["models"])
+    missing = [n for n in names if n not in config["models"]]
+    if missing:
+        raise WorkflowError(
+            f"config key run_models: {', '.join(map(repr, missing))} not defined under models: "
+            f"(defined: {', '.join(config['models'])})"
+        )
+    return list(names)
+
+
+def check_model(name):
+    """Settings of one model that would fail later, named before any job starts."""
+    settings = config["models"][name]
+    if name == SHIPPED_MODEL:
+        raise WorkflowError(
+            f"config key models.{SHIPPED_MODEL}: the name is taken by the model that ships with "
+            "the project (shipped_model: true evaluates it); give your model another name"
+        )
+    if settings.get("crop_size", 0) > config["image_size"]:
+        raise WorkflowError(
+            f"config key models.{name}.crop_size: {settings['crop_size']} is larger than "
+            f"image_size {config['image_size']} (crops are cut from the stored images)"
+        )
+
+
+SCHEMA = workflow.current_basedir.join("../schemas/config.schema.yaml")
+CONFIG_LAYERS = config_layers()
+use_whole_model_entries(config, CONFIG_LAYERS)
+check_config(config, SCHEMA)
 validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
+check_model_selection(CONFIG_LAYERS)
 
 
 wildcard_constraints:
@@ -67,16 +149,14 @@ if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
         f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
         "or an existing folder"
     )
-if SHIPPED_MODEL in config["models"]:
-    raise WorkflowError(
-        f"config key models.{SHIPPED_MODEL}: the name is taken by the model that ships with "
-        "the project (shipped_model: true evaluates it); give your model another name"
-    )
-for _name, _model in config["models"].items():
-    if _model.get("crop_size", 0) > config["image_size"]:
+RUN_MODELS = selected_models()
+for _name in RUN_MODELS:
+    check_model(_name)
+for _name in config["runtime"]["models"]:
+    if _name not in config["models"]:
         raise WorkflowError(
-            f"config key models.{_name}.crop_size: {_model['crop_size']} is larger than "
-            f"image_size {config['image_size']} (crops are cut from the stored images)"
+            f"config key runtime.models.{_name}: no model {_name!r} under models: "
+            f"(defined: {', '.join(config['models'])})"
         )
 for _name, _folder in config["eval_sets"].items():
     if not Path(_folder).is_dir():
@@ -139,14 +219,31 @@ def all_shard_status(wildcards):
     return [f for s in SPLITS for f in shard_files(wildcards.dataset, s, "tsv")]
 
 
+def train_shards(wildcards):
+    """The train split's shard files of the dataset (the `train` input of its rules)."""
+    return shard_files(wildcards.dataset, "train")
+
+
+def val_shards(wildcards):
+    """The val split's shard files of the dataset (the `val` input of its rules)."""
+    return shard_files(wildcards.dataset, "val")
+
+
+def test_shards(wildcards):
+    """The test split's shard files of the dataset (the `test` input of its rules)."""
+    return shard_files(wildcards.dataset, "test")
+
+
 def preprocess_params():
+    """How a photo becomes a stored image (`PreprocessConfig`): one definition for the shards
+    and for the `eval_sets:` folders, so both are prepared alike. (How the shards are stored,
+    `shard_compression`, is the shard rule's own param: it changes no evaluation.)"""
     return {
         "image_size": config["image_size"],
         "resize_policy": config["resize_policy"],
         "max_pixels": config["max_pixels"],
         "min_side": config["min_side"],
         "gray_chroma_threshold": config["gray_chroma_threshold"],
-        "compression": config["shard_compression"],
     }
 
 
@@ -167,7 +264,15 @@ def eval_set_images(wildcards):
 
 
 def model_settings(wildcards):
-    """One `models:` entry: architecture and training settings (a change retrains only it)."""
+    """One `models:` entry: architecture and training settings (a change retrains only it).
+    A model defined but not in `run_models` is trained when its files are asked for."""
+    if wildcards.model not in config["models"]:
+        raise WorkflowError(
+            f"no model {wildcards.model!r} under models: (defined: "
+            f"{', '.join(config['models'])}), so results/{wildcards.dataset}/models/"
+            f"{wildcards.model}/ cannot be trained"
+        )
+    check_model(wildcards.model)
     return config["models"][wildcards.model]
 
 
@@ -187,8 +292,47 @@ def init_checkpoint(wildcards):
 
 
 def evaluated_models():
-    """The models trained here, and the shipped one when `shipped_model` is on."""
-    return [*config["models"], *([SHIPPED_MODEL] if config["shipped_model"] else [])]
+    """The models this run trains (`run_models`), and the shipped one when `shipped_model` is on."""
+    return [*RUN_MODELS, *([SHIPPED_MODEL] if config["shipped_model"] else [])]
+
+
+def overview_evaluations(wildcards):
+    """(model, set, summary.tsv) of every evaluated model on the test split and each eval set,
+    in the order the overview lists them (the rule's params; the files are its inputs).
+    """
+    from colorize.overview import TEST_SPLIT
+
+    triples = []
+    for model in evaluated_models():
+        triples.append(
+            (model, TEST_SPLIT, f"results/{wildcards.dataset}/eval/{model}/summary.tsv")
+        )
+        for evalset in config["eval_sets"]:
+            triples.append(
+                (
+                    model,
+                    evalset,
+                    f"results/{wildcards.dataset}/eval/{model}/external/{evalset}/summary.tsv",
+                )
+            )
+    return triples
+
+
+def overview_labels(wildcards):
+    """[model, set] of each summary in `overview_inputs`' evaluations, in the same order."""
+    return [[model, evalset] for model, evalset, _ in overview_evaluations(wildcards)]
+
+
+def overview_inputs(wildcards):
+    """The overview's tables: the data summary, every evaluation summary, every model's grid."""
+    return {
+        "summary": f"results/{wildcards.dataset}/summary.tsv",
+        "evaluations": [path for _, _, path in overview_evaluations(wildcards)],
+        "grids": [
+            f"results/{wildcards.dataset}/eval/{model}/grid.png"
+            for model in evaluated_models()
+        ],
+    }
 
 
 def all_targets():
@@ -196,7 +340,7 @@ def all_targets():
         f"results/{DATASET}/manifest.tsv",
         f"results/{DATASET}/summary.tsv",
     ]
-    for model in config["models"]:
+    for model in RUN_MODELS:
         targets.append(f"results/{DATASET}/models/{model}/checkpoint.pt")
     for model in evaluated_models():
         targets += [
@@ -209,4 +353,5 @@ def all_targets():
             targets.append(
                 f"results/{DATASET}/eval/{model}/external/{evalset}/summary.tsv"
             )
+    targets.append(f"results/{DATASET}/overview.html")
     return targets

@@ -54,6 +54,7 @@ rule shard:
         status="results/{dataset}/shards/{split}-{shard}.tsv",
     params:
         preprocess=preprocess_params(),
+        compression=config["shard_compression"],
     resources:
         mem_mb=1000,
     conda:
@@ -75,12 +76,12 @@ rule manifest:
         manifest=report(
             "results/{dataset}/manifest.tsv",
             caption="../report/manifest.rst",
-            category="Data",
+            category="2. Data",
         ),
         summary=report(
             "results/{dataset}/summary.tsv",
             caption="../report/summary.rst",
-            category="Data",
+            category="2. Data",
         ),
     conda:
         "../../envs/colorize.yaml"

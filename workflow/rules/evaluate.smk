@@ -5,18 +5,18 @@ rule evaluate:
     """Per-image metrics of the model and of the gray baseline (ab = 0) on the test split."""
     input:
         checkpoint="results/{dataset}/models/{model}/best.pt",
-        test=lambda wc: shard_files(wc.dataset, "test"),
+        test=test_shards,
     output:
         per_image=report(
             "results/{dataset}/eval/{model}/per_image.tsv",
             caption="../report/per_image.rst",
-            category="Evaluation",
+            category="4. Evaluation",
             subcategory="{model}",
         ),
         summary=report(
             "results/{dataset}/eval/{model}/summary.tsv",
             caption="../report/eval_summary.rst",
-            category="Evaluation",
+            category="4. Evaluation",
             subcategory="{model}",
         ),
     threads: 2
@@ -38,12 +38,12 @@ rule grid:
     """Grayscale | Predicted | Ground truth on test images: what a person looks at first."""
     input:
         checkpoint="results/{dataset}/models/{model}/best.pt",
-        test=lambda wc: shard_files(wc.dataset, "test"),
+        test=test_shards,
     output:
         png=report(
             "results/{dataset}/eval/{model}/grid.png",
             caption="../report/grid.rst",
-            category="Evaluation",
+            category="4. Evaluation",
             subcategory="{model}",
         ),
     params:
@@ -67,7 +67,6 @@ rule colorize_folder:
     params:
         input_dir=config["colorize"]["input_dir"],
         recursive=True,
-        batch_size=config["colorize"]["batch_size"],
     threads: 2
     resources:
         gpu=1,

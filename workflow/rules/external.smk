@@ -10,13 +10,13 @@ rule evaluate_external:
         per_image=report(
             "results/{dataset}/eval/{model}/external/{evalset}/per_image.tsv",
             caption="../report/external_per_image.rst",
-            category="Evaluation on other photos",
+            category="5. Evaluation on other photos",
             subcategory="{evalset}",
         ),
         summary=report(
             "results/{dataset}/eval/{model}/external/{evalset}/summary.tsv",
             caption="../report/external_summary.rst",
-            category="Evaluation on other photos",
+            category="5. Evaluation on other photos",
             subcategory="{evalset}",
         ),
         excluded="results/{dataset}/eval/{model}/external/{evalset}/excluded.tsv",

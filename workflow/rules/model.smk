@@ -1,4 +1,4 @@
-# Stage 4: train one model per `models:` entry (the {model} wildcard), on a GPU when present.
+# Stage 4: train one model per `run_models` entry (the {model} wildcard), on a GPU when present.
 
 
 rule train:
@@ -6,8 +6,8 @@ rule train:
     wildcard_constraints:
         model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     input:
-        train=lambda wc: shard_files(wc.dataset, "train"),
-        val=lambda wc: shard_files(wc.dataset, "val"),
+        train=train_shards,
+        val=val_shards,
         init=init_checkpoint,
     output:
         checkpoint="results/{dataset}/models/{model}/checkpoint.pt",
@@ -16,7 +16,7 @@ rule train:
         curve=report(
             "results/{dataset}/models/{model}/loss_curve.png",
             caption="../report/loss_curve.rst",
-            category="Training",
+            category="3. Training",
             subcategory="{model}",
         ),
     params:

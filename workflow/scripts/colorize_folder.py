@@ -1,7 +1,8 @@
 """Snakemake script: colorize every image of a folder at full resolution (colorize.infer).
 
-input.checkpoint; params.input_dir (folder), params.recursive (default True), params.size,
-params.batch_size -> output.dir (directory(): colorized images, same relative names) and
+input.checkpoint; params.input_dir (folder), params.recursive; config runtime.colorize_batch_size
+(a machine knob: read from the config, so changing it reruns nothing)
+-> output.dir (directory(): colorized images at full resolution, same relative names) and
 output.status (TSV: input, status, output, width, height, reason), which must lie *outside*
 output.dir. Files that cannot be read are listed in the status TSV, never fatal; the job fails
 only when not one image could be colorized.
@@ -17,13 +18,13 @@ smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)
 torch.set_num_threads(smk.threads)
 model, ckpt = load_model(smk.input.checkpoint)
-inputs = collect_inputs([smk.params.input_dir], recursive=smk.params.get("recursive", True), exclude=[smk.output.dir])
+inputs = collect_inputs([smk.params.input_dir], recursive=smk.params.recursive, exclude=[smk.output.dir])
 results = colorize_files(
     model,
     inputs,
     smk.output.dir,
-    size=smk.params.get("size") or working_size(ckpt),
-    batch_size=smk.params.get("batch_size"),  # None: 16 on CUDA, 4 on CPU
+    size=working_size(ckpt),
+    batch_size=smk.config["runtime"]["colorize_batch_size"],  # None: 16 on CUDA, 4 on CPU
     workers=max(1, smk.threads),
     progress=False,
     status_path=smk.output.status,

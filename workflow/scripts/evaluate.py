@@ -1,7 +1,7 @@
 """Snakemake script: per-image metrics of a model and the gray baseline on the test split (colorize.evaluate).
 
-input.checkpoint, input.test (shard paths) -> output.per_image (TSV), output.summary (TSV).
-params.method (optional): the model's name in the tables (default: the ``model`` wildcard).
+input.checkpoint, input.test (shard paths) -> output.per_image (TSV), output.summary (TSV);
+the model is named in the tables by its ``model`` wildcard.
 """
 
 import torch
@@ -17,7 +17,6 @@ evaluate_checkpoint(
     list(smk.input.test),
     smk.output.per_image,
     smk.output.summary,
-    method=smk.params.get("method") or smk.wildcards.get("model", "model"),
-    size=smk.params.get("size"),
+    method=smk.wildcards.model,
     workers=smk.threads,
 )

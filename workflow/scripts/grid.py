@@ -1,7 +1,7 @@
 """Snakemake script: Grayscale | Predicted | Ground truth grid of test images (colorize.evaluate).
 
-input.checkpoint, input.test (shard paths) [, input.other: a second checkpoint] -> output.png.
-params.n_rows; params.label / params.other_label (optional column titles).
+input.checkpoint, input.test (shard paths) -> output.png; params.n_rows. The predicted column is
+titled with the ``model`` wildcard.
 """
 
 import torch
@@ -17,7 +17,5 @@ grid_from_checkpoints(
     list(smk.input.test),
     smk.output.png,
     int(smk.params.n_rows),
-    label=smk.params.get("label") or f"Predicted ({smk.wildcards.get('model', 'model')})",
-    other_checkpoint=smk.input.get("other"),
-    other_label=smk.params.get("other_label") or "Other model",
+    label=f"Predicted ({smk.wildcards.model})",
 )

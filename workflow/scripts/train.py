@@ -1,6 +1,9 @@
 """Snakemake script: train one model on a dataset's shards (logic in colorize.train).
 
 params.model: the ``models: {name: {...}}`` entry (model and training settings mixed).
+config ``runtime:``: the machine knobs num_workers, in_memory, log_interval (global, then the
+model's own ``runtime.models.<name>``), read from the config so that changing them retrains
+nothing (params are a rerun trigger, the config is not).
 input.train / input.val: shard paths. output.checkpoint / history / curve (optional best).
 
 Snakemake deletes a job's declared outputs before it runs, so the resumable state lives in
@@ -9,12 +12,12 @@ a killed or timed-out job rerun with ``--rerun-incomplete`` continues from its l
 """
 
 import logging
-import shutil
 import sys
 from pathlib import Path
 
 import torch
 
+from colorize.files import atomic_copy
 from colorize.logs import snakemake_log
 from colorize.train import BEST_NAME, CHECKPOINT_NAME, CURVE_NAME, HISTORY_NAME, split_settings, train
 
@@ -22,16 +25,22 @@ snakemake_log(snakemake)  # noqa: F821 (snakemake is injected)
 log = logging.getLogger("colorize.workflow.train")
 
 
-def copy_atomic(src: Path, dst: Path) -> None:
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.copyfile(src, tmp)
-    tmp.replace(dst)
+RUNTIME_KEYS = ("num_workers", "in_memory", "log_interval")  # TrainConfig fields set by `runtime:`
+
+
+def runtime_settings(config: dict, model_name: str) -> dict:
+    """The `runtime:` training knobs for one model: the global ones, then its own overrides."""
+    runtime = config.get("runtime", {})
+    knobs = {k: runtime[k] for k in RUNTIME_KEYS if k in runtime}
+    knobs.update(runtime.get("models", {}).get(model_name, {}))
+    return knobs
 
 
 def main(smk) -> None:
     torch.set_num_threads(smk.threads)
     model_name = smk.wildcards.get("model", "?")
-    model_cfg, train_cfg = split_settings(dict(smk.params.model), model_name)
+    settings = {**smk.params.model, **runtime_settings(smk.config, model_name)}
+    model_cfg, train_cfg = split_settings(settings, model_name)
     checkpoint = Path(smk.output.checkpoint)
     state_dir = checkpoint.parent / "train_state"
     log.info("model %s: %s; %s; state in %s", model_name, model_cfg, train_cfg, state_dir)
@@ -42,12 +51,13 @@ def main(smk) -> None:
         [Path(p) for p in smk.input.val],
         state_dir,
         progress=sys.stderr.isatty(),
+        card={"dataset": smk.wildcards.get("dataset"), "model": model_name},
     )
-    copy_atomic(state_dir / CHECKPOINT_NAME, checkpoint)
-    copy_atomic(state_dir / HISTORY_NAME, Path(smk.output.history))
-    copy_atomic(state_dir / CURVE_NAME, Path(smk.output.curve))
+    atomic_copy(state_dir / CHECKPOINT_NAME, checkpoint)
+    atomic_copy(state_dir / HISTORY_NAME, Path(smk.output.history))
+    atomic_copy(state_dir / CURVE_NAME, Path(smk.output.curve))
     if smk.output.get("best"):
-        copy_atomic(state_dir / BEST_NAME, Path(smk.output.best))
+        atomic_copy(state_dir / BEST_NAME, Path(smk.output.best))
     log.info("done: %s", summary)
 
 

@@ -1,0 +1,22 @@
+# The report's landing page: the answer first (snakemake --report shows it on its first page).
+
+
+rule overview:
+    """Data counts, every model vs gray on the test split and each eval set, the best grid."""
+    input:
+        unpack(overview_inputs),
+    output:
+        html=report(
+            "results/{dataset}/overview.html",
+            caption="../report/overview.rst",
+            category="1. Overview",
+        ),
+    params:
+        evaluations=overview_labels,
+        models=evaluated_models(),
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/overview.log",
+    script:
+        "../scripts/overview.py"
