@@ -243,3 +243,20 @@ def ab_error_curve(ab_pred: np.ndarray, ab_true: np.ndarray, thresholds=None) ->
     t = np.arange(0, AUC_MAX_THRESHOLD + 1) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
     d = np.sort(np.sqrt(((ab_pred.astype(np.float64) - ab_true.astype(np.float64)) ** 2).sum(axis=-1)).ravel())
     return t, np.searchsorted(d, t, side="right") / max(d.size, 1)
+
+
+def lab_to_rgb_reference(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
+    """``colorspace.lab_to_rgb(keep_lightness=True)`` as it was before the speed work (issue 13):
+    the lightness checked by a second full-image conversion, every moved pixel shrunk."""
+    from colorize.colorspace import _shrink_chroma
+
+    L = np.asarray(L, dtype=np.float32)
+    lab = np.concatenate([L[..., None], np.asarray(ab, dtype=np.float32)], axis=-1)
+    rgb = cv2.cvtColor(np.ascontiguousarray(lab), cv2.COLOR_Lab2RGB)
+    moved = np.abs(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0] - L) > 0.2
+    if moved.any():
+        idx = np.flatnonzero(moved)
+        flat = lab.reshape(-1, 3)[idx]
+        flat[:, 1:] = _shrink_chroma(flat[:, 0], flat[:, 1:])
+        rgb.reshape(-1, 3)[idx] = cv2.cvtColor(flat[:, None, :], cv2.COLOR_Lab2RGB)[:, 0]
+    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)

@@ -87,22 +87,30 @@ def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False) -> n
     ``keep_lightness`` (for predicted colours): clipping an out-of-gamut colour to sRGB changes
     its lightness; instead its chroma is shrunk toward gray just enough to fit, so the result's
     L equals ``L`` within 8-bit rounding and a colorized photo keeps the original's tones.
-    Pixels in gamut are untouched; the check costs one extra conversion.
+    Pixels in gamut are untouched. Only a pixel OpenCV clipped (a channel at 0 or 1) can have
+    moved, so the lightness check (a second conversion) runs on those pixels alone.
     """
     L = np.asarray(L, dtype=np.float32)
     ab = np.asarray(ab, dtype=np.float32)
     if ab.ndim == 3 and ab.shape[0] == 2 and ab.shape[-1] != 2:
         ab = np.moveaxis(ab, 0, -1)
-    lab = np.concatenate([L[..., None], ab], axis=-1)
-    rgb = cv2.cvtColor(np.ascontiguousarray(lab), cv2.COLOR_Lab2RGB)  # float, clipped to [0, 1]
+    lab = cv2.merge([L, np.ascontiguousarray(ab[..., 0]), np.ascontiguousarray(ab[..., 1])])
+    rgb = cv2.cvtColor(lab, cv2.COLOR_Lab2RGB)  # float, clipped to [0, 1]
     if keep_lightness:
-        moved = np.abs(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab)[..., 0] - L) > 0.2
-        if moved.any():
-            idx = np.flatnonzero(moved)
+        inside = cv2.inRange(rgb, (_IN_LO,) * 3, (_IN_HI,) * 3)  # 255 where no channel was clipped
+        idx = np.flatnonzero(inside.reshape(-1) == 0)
+        if idx.size:
+            flat_rgb, flat_lab = rgb.reshape(-1, 3), lab.reshape(-1, 3)
+            moved = np.abs(cv2.cvtColor(flat_rgb[idx][:, None, :], cv2.COLOR_RGB2Lab)[:, 0, 0] - flat_lab[idx, 0]) > 0.2
+            idx = idx[moved]
+        if idx.size:
             flat = lab.reshape(-1, 3)[idx]
             flat[:, 1:] = _shrink_chroma(flat[:, 0], flat[:, 1:])
             rgb.reshape(-1, 3)[idx] = cv2.cvtColor(flat[:, None, :], cv2.COLOR_Lab2RGB)[:, 0]
-    return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return cv2.convertScaleAbs(rgb, alpha=255.0)  # round, saturate to 0..255 (rgb is >= 0)
+
+
+_IN_LO, _IN_HI = 1e-7, 1.0 - 1e-7  # strictly inside [0, 1]: nothing was clipped
 
 
 def normalize_l(L):
