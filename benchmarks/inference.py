@@ -4,11 +4,14 @@ decode and encode overlapped with the model), on this machine's CPU (or ``--devi
 - ``loop``: what a peer writes with the library's public pieces, one photo at a time:
   ``read_rgb`` -> ``rgb_to_lab`` -> ``working_l`` -> ``predict_ab`` (batch of 1) ->
   ``recombine`` -> ``write_rgb``.
+- ``floor``: decode and encode each file with OpenCV (JPEG q95), nothing else: the physical
+  floor the other two are measured against (issue 13's target: batched >= 50 % of it).
 - ``batched``: ``colorize.infer.colorize_files`` (what ``colorize predict`` and the workflow's
   ``colorize_folder`` rule run): a decode thread pool, model batches, an encode thread pool.
 
 Both write full-resolution JPEGs; each runs in its own process (peak RSS is its own), after
-a warm-up on two images; medians of ``--repeats``. Models have random weights (speed only).
+a warm-up on two images; medians of ``--repeats``. Models have random weights (speed only),
+except ``--arch shipped``.
 
     python benchmarks/inference.py --inputs 256 --n 64
     python benchmarks/inference.py --inputs full --n 12      # ~3000x2000 photos
@@ -57,11 +60,28 @@ def _model(arch: str, device: str):
     import torch
 
     from colorize.device import to_device_format
+
+    if arch == "shipped":
+        from colorize.checkpoint import load_model
+        from colorize.shipped import SHIPPED
+
+        return load_model(SHIPPED, device)[0]
     from colorize.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, base_channels=16) if arch == "unet" else ModelConfig(arch=arch)
     return to_device_format(build_model(cfg), torch.device(device)).eval()
+
+
+def run_floor(model, paths, out: Path, size: int, batch_size) -> int:
+    """The physical floor: decode and encode each file (OpenCV, JPEG q95), nothing else."""
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    for p in paths:
+        ok, buf = cv2.imencode(".jpg", cv2.imread(str(p)), [cv2.IMWRITE_JPEG_QUALITY, 95])
+        (out / p.name).write_bytes(buf.tobytes())
+    return len(paths)
 
 
 def run_loop(model, paths, out: Path, size: int, batch_size) -> int:
@@ -94,8 +114,8 @@ def child(method: str, listfile: str, arch: str, device: str, out: str, batch_si
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = [Path(p) for p in Path(listfile).read_text().split("\n") if p]
-    model = _model(arch, device)
-    fn = {"loop": run_loop, "batched": run_batched}[method]
+    model = None if method == "floor" else _model(arch, device)
+    fn = {"floor": run_floor, "loop": run_loop, "batched": run_batched}[method]
     out = Path(out)
     fn(model, paths[:2], out / "warmup", 256, batch_size or None)
     t0 = time.perf_counter()
@@ -122,11 +142,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", choices=["256", "full"], default="256")
     ap.add_argument("--n", type=int, default=None, help="photos (default 64 at 256, 12 full)")
-    ap.add_argument("--arch", default="unet", choices=["unet", "seed_ae"])
+    ap.add_argument("--arch", default="unet", choices=["unet", "seed_ae", "shipped"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=0, help="0: colorize_files' default for the device")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--methods", default="loop,batched")
+    ap.add_argument("--methods", default="floor,loop,batched")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
@@ -143,14 +163,17 @@ def main() -> None:
             runs = [measure(m, paths, args.arch, args.device, tmp, args.batch_size) for _ in range(args.repeats)]
             med = statistics.median(r["seconds"] for r in runs)
             res[m] = {"n": runs[0]["n"], "seconds": med, "rss": max(r["peak_rss_mb"] for r in runs)}
-    base = res.get("loop")
+    base, floor = res.get("loop"), res.get("floor")
     for m, r in res.items():
         ips = r["n"] / r["seconds"]
         rows.append({"method": m, "images": r["n"], "seconds": r["seconds"], "img/s": ips,
-                     "x loop": ips / (base["n"] / base["seconds"]) if base else "-", "peak RSS MB": r["rss"]})
+                     "x loop": ips / (base["n"] / base["seconds"]) if base else "-",
+                     "% of floor": 100 * ips / (floor["n"] / floor["seconds"]) if floor else "-",
+                     "peak RSS MB": r["rss"]})
     print(f"machine: {machine()}")
     size = "256x256" if args.inputs == "256" else "3000x2000"
-    print_table(rows, f"inference: {args.arch} (random weights), {size} JPEG in and out, device {args.device}, "
+    weights = "trained weights" if args.arch == "shipped" else "random weights"
+    print_table(rows, f"inference: {args.arch} ({weights}), {size} JPEG in and out, device {args.device}, "
                       f"median of {args.repeats}")
 
 
