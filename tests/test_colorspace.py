@@ -55,3 +55,17 @@ def test_gamut_safe_conversion_equals_the_full_image_check(gain):
     plain = np.abs(new.astype(int) - lab_to_rgb(L, ab).astype(int)).max(axis=-1)
     assert plain[in_gamut].max(initial=0) <= 1  # in-gamut pixels are the plain conversion
     assert np.abs(rgb_to_lab(new)[..., 0] - L).max() <= 1.0  # lightness kept
+
+
+@pytest.mark.fast_path
+def test_conversion_in_bands_equals_the_whole_image(monkeypatch):
+    import colorize.colorspace as colorspace
+
+    rng = np.random.default_rng(2)
+    L = rng.uniform(0, 100, (61, 37)).astype(np.float32)
+    ab = rng.uniform(-90, 90, (61, 37, 2)).astype(np.float32)
+    monkeypatch.setattr(colorspace, "BAND_PIXELS", 1 << 40)
+    whole = [lab_to_rgb(L, ab, keep_lightness=k) for k in (False, True)]
+    monkeypatch.setattr(colorspace, "BAND_PIXELS", 100)  # bands of 2 rows, the last one short
+    for keep, ref in zip((False, True), whole):
+        assert np.array_equal(lab_to_rgb(L, ab, keep_lightness=keep), ref)
