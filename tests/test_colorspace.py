@@ -64,8 +64,11 @@ def test_conversion_in_bands_equals_the_whole_image(monkeypatch):
     rng = np.random.default_rng(2)
     L = rng.uniform(0, 100, (61, 37)).astype(np.float32)
     ab = rng.uniform(-90, 90, (61, 37, 2)).astype(np.float32)
+    rgb = gradient_photo(61, 37, 4)
     monkeypatch.setattr(colorspace, "BAND_PIXELS", 1 << 40)
     whole = [lab_to_rgb(L, ab, keep_lightness=k) for k in (False, True)]
+    whole_L = lightness(rgb)
     monkeypatch.setattr(colorspace, "BAND_PIXELS", 100)  # bands of 2 rows, the last one short
     for keep, ref in zip((False, True), whole):
         assert np.array_equal(lab_to_rgb(L, ab, keep_lightness=keep), ref)
+    assert np.array_equal(lightness(rgb), whole_L) and np.array_equal(whole_L, rgb_to_lab(rgb)[..., 0])

@@ -49,7 +49,14 @@ def lightness(img: np.ndarray, order: str = "RGB") -> np.ndarray:
     without laying out a and b (inference needs only L at full resolution)."""
     if img.dtype != np.uint8:
         raise TypeError(f"expected a uint8 image, got {img.dtype}")
-    return cv2.extractChannel(_lab_uint8(img, order), 0)
+    h, w = img.shape[:2]
+    rows = max(1, BAND_PIXELS // max(w, 1))
+    if rows >= h:
+        return cv2.extractChannel(_lab_uint8(img, order), 0)
+    L = np.empty((h, w), np.float32)  # in bands: the float Lab temporary stays small (per pixel: same bits)
+    for top in range(0, h, rows):
+        L[top : top + rows] = cv2.extractChannel(_lab_uint8(img[top : top + rows], order), 0)
+    return L
 
 
 # OpenCV's D65 white point and XYZ -> linear sRGB matrix (imgproc/src/color_lab.cpp).
