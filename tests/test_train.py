@@ -37,6 +37,19 @@ def tiny_cfg(**kw) -> TrainConfig:
     return TrainConfig(**{**base, **kw})
 
 
+def adam_steps(model, loss_fn, L, ab, lr: float, steps: int) -> list[float]:
+    """``steps`` Adam steps on one batch; the loss before each."""
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = loss_fn(model(L), ab)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
 # --- the training loop ---------------------------------------------------------------------------
 
 
@@ -45,15 +58,7 @@ def test_a_few_steps_lower_the_loss(shards):
     ds = InMemoryDataset(shards["train"], train=False)
     L, ab = next(ds.batches(8))
     model = build_model(TINY_UNET)
-    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-    loss_fn = train_module.loss_for(TINY_UNET)
-    losses = []
-    for _ in range(15):
-        loss = loss_fn(model(L), ab)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_steps(model, train_module.loss_for(TINY_UNET), L, ab, lr=3e-3, steps=15)
     assert losses[-1] < 0.8 * losses[0], losses
 
 
@@ -238,14 +243,7 @@ def test_a_few_zhang_training_steps_lower_the_loss():
     model = build_model(cfg)
     prior = q.smooth_prior(np.bincount(q.quantize(lab[..., 1:]).ravel(), minlength=Q), q.gamut_bins())
     loss_fn = loss_for(cfg, prior)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
-    losses = []
-    for _ in range(20):
-        loss = loss_fn(model(L), ab)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
+    losses = adam_steps(model, loss_fn, L, ab, lr=1e-2, steps=20)
     assert losses[-1] < 0.95 * losses[0], losses
 
     # starting from the rebalanced prior (as training does) begins lower than from uniform

@@ -238,9 +238,7 @@ def _load(args, parser):
         _fail(parser, f"--model {e}")
     except Exception as e:
         _fail(parser, f"--model {args.model}: cannot load checkpoint ({type(e).__name__}: {e})")
-    size = args.size or working_size(ckpt)
-    args.loaded_checkpoint = ckpt
-    return model, size
+    return model, args.size or working_size(ckpt), ckpt
 
 
 def _writable(parser, *folders: Path) -> None:
@@ -260,7 +258,7 @@ def cmd_predict(args, parser) -> int:
 
     status = args.status or args.output / "status.tsv"
     _writable(parser, args.output, status.parent)
-    model, size = _load(args, parser)
+    model, size, _ = _load(args, parser)
     if args.chroma_gain is not None:
         head = getattr(model, "head", None)
         if head is None:
@@ -304,7 +302,7 @@ def cmd_evaluate(args, parser) -> int:
         except ShardError as e:
             _fail(parser, f"SHARD {e}")
     _writable(parser, args.per_image.parent, args.summary.parent)
-    model, _ = _load(args, parser)
+    model, _, _ = _load(args, parser)
     _, summary = evaluate_shards(
         model,
         args.shards,
@@ -332,8 +330,7 @@ def cmd_export(args, parser) -> int:
     if args.onnx.suffix.lower() != ".onnx":
         _fail(parser, f"--onnx {args.onnx}: the file name must end in .onnx")
     _writable(parser, args.onnx.parent)
-    model, _ = _load(args, parser)
-    ckpt = args.loaded_checkpoint
+    model, _, ckpt = _load(args, parser)
     if importlib.util.find_spec("onnx") is None:
         _fail(parser, "exporting needs the onnx package: pip install -e .[onnx] (pinned in envs/)")
     path = export_onnx(model, ckpt, args.onnx)

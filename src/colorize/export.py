@@ -20,7 +20,6 @@ path). onnxruntime is an optional extra: ``pip install -e .[onnx]`` (pinned in e
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import warnings
 from pathlib import Path
@@ -31,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .files import atomic_path
+from .files import atomic_path, sha256_file
 
 OPSET = 17
 INPUT, OUTPUT = "L_norm", "ab_norm"
@@ -115,7 +114,7 @@ class OnnxModel(nn.Module):
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self.size_multiple = int(self.meta.get("size_multiple") or 1)
         # the weights' identity, so that --resume sees a changed file (status.run_settings)
-        digest = hashlib.sha256(self.path.read_bytes()).digest()
+        digest = bytes.fromhex(sha256_file(self.path))
         self.register_buffer("onnx_sha256", torch.frombuffer(bytearray(digest), dtype=torch.uint8))
 
     def checkpoint_info(self) -> dict:

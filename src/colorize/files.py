@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 from pathlib import Path
 from typing import Iterator
 
@@ -52,8 +53,6 @@ def atomic_write_text(path, text: str) -> Path:
 
 def atomic_copy(src, dst) -> Path:
     """Copy ``src`` to ``dst`` so that ``dst`` is never half-copied."""
-    import shutil
-
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)

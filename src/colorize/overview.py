@@ -20,10 +20,10 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .files import atomic_write_text
+from .metrics import GRAY
 from .tsv import read_tsv
 
 TEST_SPLIT = "test split"  # the name of the in-pipeline test split in the tables
-GRAY = "gray"  # the baseline's method name in the evaluation summaries (ab = 0)
 THUMBNAIL_WIDTH = 960  # px: the embedded grid (the full-size grid is one click away)
 
 
