@@ -57,20 +57,23 @@ def make_inputs(kind: str, n: int, out: Path) -> list[Path]:
 
 
 def _model(arch: str, device: str):
+    """(model, working size): the shipped checkpoint at the size it was trained at (as
+    ``colorize predict`` runs it), or random weights at the default 256."""
     import torch
 
+    from colorize.checkpoint import DEFAULT_SIZE, load_model, working_size
     from colorize.device import to_device_format
 
     if arch == "shipped":
-        from colorize.checkpoint import load_model
         from colorize.shipped import SHIPPED
 
-        return load_model(SHIPPED, device)[0]
+        model, ckpt = load_model(SHIPPED, device)
+        return model, working_size(ckpt)
     from colorize.models import ModelConfig, build_model
 
     torch.manual_seed(0)
     cfg = ModelConfig(arch=arch, base_channels=16) if arch == "unet" else ModelConfig(arch=arch)
-    return to_device_format(build_model(cfg), torch.device(device)).eval()
+    return to_device_format(build_model(cfg), torch.device(device)).eval(), DEFAULT_SIZE
 
 
 def run_floor(model, paths, out: Path, size: int, batch_size) -> int:
@@ -114,12 +117,12 @@ def child(method: str, listfile: str, arch: str, device: str, out: str, batch_si
 
     torch.set_num_threads(os.cpu_count() or 1)
     paths = [Path(p) for p in Path(listfile).read_text().split("\n") if p]
-    model = None if method == "floor" else _model(arch, device)
+    model, size = (None, 0) if method == "floor" else _model(arch, device)
     fn = {"floor": run_floor, "loop": run_loop, "batched": run_batched}[method]
     out = Path(out)
-    fn(model, paths[:2], out / "warmup", 256, batch_size or None)
+    fn(model, paths[:2], out / "warmup", size, batch_size or None)
     t0 = time.perf_counter()
-    n = fn(model, paths, out / "run", 256, batch_size or None)
+    n = fn(model, paths, out / "run", size, batch_size or None)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
@@ -158,11 +161,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         paths = make_inputs(args.inputs, n, tmp / "in")
-        res = {}
-        for m in args.methods.split(","):
-            runs = [measure(m, paths, args.arch, args.device, tmp, args.batch_size) for _ in range(args.repeats)]
-            med = statistics.median(r["seconds"] for r in runs)
-            res[m] = {"n": runs[0]["n"], "seconds": med, "rss": max(r["peak_rss_mb"] for r in runs)}
+        methods = args.methods.split(",")
+        runs = {m: [] for m in methods}
+        for _ in range(args.repeats):  # interleaved: a load that comes and goes hits every method alike
+            for m in methods:
+                runs[m].append(measure(m, paths, args.arch, args.device, tmp, args.batch_size))
+        res = {m: {"n": r[0]["n"], "seconds": statistics.median(x["seconds"] for x in r),
+                   "rss": max(x["peak_rss_mb"] for x in r)} for m, r in runs.items()}
     base, floor = res.get("loop"), res.get("floor")
     for m, r in res.items():
         ips = r["n"] / r["seconds"]

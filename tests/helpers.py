@@ -5,7 +5,10 @@ Fixtures built on them (a checkpoint file, shards, a folder of bad inputs) are i
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import struct
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -217,6 +220,33 @@ def save_checkpoint(model: nn.Module, cfg: ModelConfig, path: Path) -> Path:
     return path
 
 
+# --- Snakemake scripts, run in-process ------------------------------------------------------
+
+
+class Bag(dict):
+    """Stands in for Snakemake's named lists: attribute and key access, ``.get``."""
+
+    __getattr__ = dict.__getitem__
+
+
+@contextlib.contextmanager
+def kept_logging():
+    """Undo what a Snakemake script run in-process (``runpy``) sets up: the root logger's
+    handlers (its log file) and level, and ``sys.excepthook``."""
+    root = logging.getLogger()
+    saved_handlers, saved_level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        sys.excepthook = sys.__excepthook__
+        for handler in root.handlers[:]:
+            root.removeHandler(handler)
+            handler.close()
+        for handler in saved_handlers:
+            root.addHandler(handler)
+        root.setLevel(saved_level)
+
+
 # --- shards ----------------------------------------------------------------------------------
 
 
@@ -257,6 +287,21 @@ def lab_to_rgb_reference(L: np.ndarray, ab: np.ndarray) -> np.ndarray:
     if moved.any():
         idx = np.flatnonzero(moved)
         flat = lab.reshape(-1, 3)[idx]
-        flat[:, 1:] = _shrink_chroma(flat[:, 0], flat[:, 1:])
+        flat[:, 1:] = _shrink_chroma(flat)
         rgb.reshape(-1, 3)[idx] = cv2.cvtColor(flat[:, None, :], cv2.COLOR_Lab2RGB)[:, 0]
     return np.clip(rgb * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def lab_to_rgb_exact(L: np.ndarray, ab: np.ndarray, steps: int = 20) -> np.ndarray:
+    """The gamut-safe conversion done the slow, exact way: every pixel outside the sRGB gamut
+    (linear RGB beyond 1e-3 of [0, 1]) shrunk toward gray by a ``steps``-halving bisection of
+    its own chroma scale into the gamut proper (to within 2**-steps), then converted: what
+    ``colorspace.lab_to_rgb(keep_lightness=True)`` approximates with its gamut table."""
+    from colorize.colorspace import _in_gamut, _shrink_chroma
+
+    L = np.asarray(L, dtype=np.float32)
+    lab = np.ascontiguousarray(np.concatenate([L[..., None], np.asarray(ab, dtype=np.float32)], axis=-1))
+    flat = lab.reshape(-1, 3)
+    idx = np.flatnonzero(~_in_gamut(flat, 1e-3))
+    flat[idx, 1:] = _shrink_chroma(flat[idx], steps=steps, tol=0.0)
+    return cv2.convertScaleAbs(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), alpha=255.0)

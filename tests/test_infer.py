@@ -71,3 +71,35 @@ def test_plain_paths_with_root_and_name_clashes(tmp_path):
     before = a.read_bytes()
     (same,) = colorize_files(tinted_model(), [a], a.parent, size=SIZE, progress=False, status_path=tmp_path / "s2.tsv")
     assert not same.ok and "overwrite the input" in same.reason and a.read_bytes() == before
+
+
+def test_outputs_equal_the_straightforward_pipeline(tmp_path):
+    """The fast path (L held as uint16, ab upsampled band by band, the gamut table, BGR encoded
+    without a channel swap: issue 13) against the plain way on real photos with the shipped
+    model: float L of the whole image, ab resized whole, every out-of-gamut pixel bisected."""
+    import cv2
+    import numpy as np
+    from skimage import data
+
+    from colorize.checkpoint import load_model, working_size
+    from colorize.colorspace import rgb_to_lab
+    from colorize.predict import ab_to_size, predict_ab, working_l
+    from colorize.shipped import SHIPPED
+    from helpers import lab_to_rgb_exact
+
+    model, ckpt = load_model(SHIPPED)
+    size = working_size(ckpt)
+    photos = {"astronaut.png": data.astronaut(), "coffee.png": data.coffee(), "chelsea.png": data.chelsea()}
+    for name, rgb in photos.items():
+        save(tmp_path / "in" / name, cv2.resize(rgb, (257, 183), interpolation=cv2.INTER_AREA))
+    results = colorize_files(model, sorted((tmp_path / "in").iterdir()), tmp_path / "out", size=size, batch_size=2,
+                             workers=2, progress=False)
+    assert all(r.ok for r in results)
+    for name in photos:
+        L = rgb_to_lab(read_rgb(tmp_path / "in" / name))[..., 0]
+        ab = predict_ab(model, working_l(L, size)[None])[0]
+        plain = lab_to_rgb_exact(L, ab_to_size(ab, *L.shape))
+        fast = read_rgb(tmp_path / "out" / name)
+        diff = np.abs(fast.astype(int) - plain.astype(int)).max(axis=-1)
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.02, name  # 1 level, at rounding ties
+        assert np.abs(rgb_to_lab(fast)[..., 0] - L).max() <= 1.0, name  # lightness kept

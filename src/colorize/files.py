@@ -39,7 +39,8 @@ def atomic_path(path, mkdir: bool = True) -> Iterator[Path]:
         raise
 
 
-def atomic_write_bytes(path, data: bytes) -> Path:
+def atomic_write_bytes(path, data) -> Path:
+    """Write any bytes-like ``data`` (bytes, a numpy buffer: no copy) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)

@@ -10,6 +10,7 @@ results and the status TSV; it never stops the run.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import tempfile
@@ -73,12 +74,17 @@ def _encode_params(suffix: str, jpeg_quality: int) -> list[int]:
     return []
 
 
-def write_rgb(path: Path, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> None:
-    """Encode by extension and write atomically (``files.atomic_path``)."""
-    ok, buf = cv2.imencode(path.suffix, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), _encode_params(path.suffix, jpeg_quality))
+def write_bgr(path: Path, bgr: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> None:
+    """Encode a BGR image (OpenCV's order) by extension and write atomically (``files.atomic_path``)."""
+    ok, buf = cv2.imencode(path.suffix, bgr, _encode_params(path.suffix, jpeg_quality))
     if not ok:
         raise OSError(f"OpenCV could not encode {path.suffix}")
-    atomic_write_bytes(path, buf.tobytes())
+    atomic_write_bytes(path, buf)
+
+
+def write_rgb(path: Path, rgb: np.ndarray, jpeg_quality: int = JPEG_QUALITY) -> None:
+    """``write_bgr`` of an RGB image."""
+    write_bgr(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), jpeg_quality)
 
 
 def collect_inputs(
@@ -117,15 +123,27 @@ def collect_inputs(
     return items
 
 
+def one_malloc_arena() -> None:
+    """Allocate from one glibc heap ("arena") in this process, not one per thread: each arena
+    keeps what it frees, and with full-size images allocated in several threads that held
+    ~80 MB more at peak for 20 photos of 6 MP (benchmarks/NOTES.md). Takes effect for arenas
+    not created yet: colorize_files calls it before its threads start, a caller that loads a
+    model first (torch starts threads) should call it before that. A no-op off glibc."""
+    try:
+        ctypes.CDLL(None).mallopt(-8, 1)  # M_ARENA_MAX (malloc.h)
+    except (OSError, AttributeError):
+        pass
+
+
 @dataclass
 class _Decoded:
-    L_full: np.ndarray  # (H, W) float32, 0..100
+    L_full: np.ndarray  # (H, W) uint16 (colorspace.pack_lightness): half of float32's memory
     L_work: np.ndarray  # (S, S) float32, normalised
 
 
 def _decode(path: Path, size: int, max_pixels: int | None) -> _Decoded:
     # One read of the file, OpenCV's BGR order, only L laid out: rgb_to_lab(read_rgb(path))[..., 0].
-    L = lightness(load_image(path, max_pixels=max_pixels, bgr=True), "BGR")
+    L = lightness(load_image(path, max_pixels=max_pixels, bgr=True), "BGR", np.uint16)
     return _Decoded(L, working_l(L, size))
 
 
@@ -133,7 +151,7 @@ def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quali
             settings: str) -> Result:
     h, w = L_full.shape
     try:
-        write_rgb(dst, recombine(L_full, ab), jpeg_quality)
+        write_bgr(dst, recombine(L_full, ab, order="BGR"), jpeg_quality)
     except Exception as e:  # a full disk or a bad path costs this file, not the run
         return Result(str(src), None, "failed", f"cannot write {dst}: {e}", w, h, stamp, settings,
                       errno=getattr(e, "errno", None))
@@ -174,6 +192,7 @@ def colorize_files(
     threads than cores add no speed, only full-resolution images in flight (``benchmarks/NOTES.md``).
     """
     model.eval()
+    one_malloc_arena()
     batch_size = batch_size_for(model, batch_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -232,23 +251,18 @@ def colorize_files(
                  len(inputs), status_path)
     bar = tqdm(total=len(inputs), unit="img", disable=not progress, desc="colorize")
     bar.update(sum(r is not None for r in results))
-    prefetch = batch_size + 2 * workers  # decoded images in flight (full-size L: 4 bytes/pixel)
-    max_writes = 2 * workers
+    # Full-size images held at once (decoding ahead, batched, encoding behind), 2 bytes per
+    # pixel each: a budget for all three stages, so memory stays flat however many photos.
+    budget = batch_size + workers
     stopped: str | None = None  # why the run stopped early (the output disk is full ...)
     with (
         ThreadPoolExecutor(workers, thread_name_prefix="decode") as decoders,
         ThreadPoolExecutor(workers, thread_name_prefix="encode") as encoders,
     ):
         pending: deque[tuple[int, Path, Path, str, Future]] = deque()
+        batch: list[tuple[int, Path, Path, str, _Decoded]] = []
         writes: set[Future] = set()
         todo = iter(jobs)
-
-        def refill() -> None:
-            while len(pending) < prefetch and stopped is None:
-                job = next(todo, None)
-                if job is None:
-                    return
-                pending.append((*job, decoders.submit(_decode, job[1], size, max_pixels)))
 
         def finished(i: int, result: Result) -> None:
             nonlocal stopped
@@ -266,7 +280,19 @@ def colorize_files(
                 for fut in done:
                     finished(fut.index, fut.result())
 
-        def run_batch(batch: list[tuple[int, Path, Path, str, _Decoded]]) -> None:
+        def refill() -> None:
+            while stopped is None:
+                if len(pending) + len(batch) + len(writes) >= budget:
+                    if pending or not writes:
+                        return
+                    drain(len(writes) - 1)  # nothing decoded to batch: wait for a write to make room
+                    continue
+                job = next(todo, None)
+                if job is None:
+                    return
+                pending.append((*job, decoders.submit(_decode, job[1], size, max_pixels)))
+
+        def run_batch() -> None:
             try:
                 ab = predict_ab(model, np.stack([d.L_work for *_, d in batch]))
             except Exception as e:  # e.g. CUDA out of memory: these files fail, the run goes on
@@ -275,22 +301,20 @@ def colorize_files(
                     h, w = d.L_full.shape
                     finished(i, Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h,
                                        stamp, settings))
-                return
-            for (i, src, dst, stamp, d), a in zip(batch, ab):
-                fut = encoders.submit(_encode, src, dst, d.L_full, a, jpeg_quality, stamp, settings)
-                fut.index = i
-                results[i] = fut
-                writes.add(fut)
-            drain(max_writes)
+            else:
+                for (i, src, dst, stamp, d), a in zip(batch, ab):
+                    fut = encoders.submit(_encode, src, dst, d.L_full, a, jpeg_quality, stamp, settings)
+                    fut.index = i
+                    results[i] = fut
+                    writes.add(fut)
+            batch.clear()
 
-        batch: list[tuple[int, Path, Path, str, _Decoded]] = []
         refill()
         while pending:
             i, src, dst, stamp, fut = pending.popleft()
             if stopped is not None:
                 fut.cancel()
                 continue
-            refill()
             try:
                 batch.append((i, src, dst, stamp, fut.result()))
             except ImageDecodeError as e:
@@ -299,10 +323,10 @@ def colorize_files(
                 finished(i, Result(str(src), None, "failed", f"{type(e).__name__}: {e}", source=stamp,
                                    settings=settings))
             if len(batch) == batch_size:
-                run_batch(batch)
-                batch = []
+                run_batch()
+            refill()
         if batch and stopped is None:
-            run_batch(batch)
+            run_batch()
         drain(0)
     bar.close()
 

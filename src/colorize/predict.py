@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .checkpoint import DEFAULT_SIZE
-from .colorspace import denormalize_ab, lab_to_rgb, lightness, normalize_l
+from .colorspace import denormalize_ab, lab_to_rgb, lightness, normalize_l, unpack_lightness
 from .device import autocast, to_device_format
 from .imageio import as_rgb_uint8
 from .shards import iter_batches, shard_info
@@ -34,14 +34,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def working_l(L: np.ndarray, size: int) -> np.ndarray:
-    """Full-size L (HxW, 0..100) -> normalised L at ``size`` x ``size`` (area when shrinking)."""
+    """Full-size L (HxW, 0..100, or uint16 from ``colorspace.pack_lightness``) -> normalised L
+    at ``size`` x ``size`` (area when shrinking)."""
     h, w = L.shape
     if (h, w) == (size, size):
         small = L
     else:
         interp = cv2.INTER_AREA if (h >= size and w >= size) else cv2.INTER_LINEAR
         small = cv2.resize(L, (size, size), interpolation=interp)
-    return normalize_l(small.astype(np.float32, copy=False))
+    return normalize_l(unpack_lightness(small).astype(np.float32, copy=False))
 
 
 def predict_ab(model: torch.nn.Module, L_norm: np.ndarray) -> np.ndarray:
@@ -64,10 +65,10 @@ def ab_to_size(ab: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.resize(hwc, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def recombine(L_full: np.ndarray, ab_small: np.ndarray) -> np.ndarray:
-    """Original-size L (HxW) + working-size ab (2, s, s) -> HxWx3 uint8 RGB at the original size."""
-    h, w = L_full.shape
-    return lab_to_rgb(L_full, ab_to_size(ab_small, h, w), keep_lightness=True)
+def recombine(L_full: np.ndarray, ab_small: np.ndarray, order: str = "RGB") -> np.ndarray:
+    """Original-size L (HxW) + working-size ab (2, s, s) -> HxWx3 uint8 RGB (or ``order`` BGR)
+    at the original size."""
+    return lab_to_rgb(L_full, ab_small, keep_lightness=True, order=order)  # ab resized band by band
 
 
 def default_batch_size(device: torch.device) -> int:
