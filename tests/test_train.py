@@ -24,7 +24,7 @@ from colorize.models import ModelConfig, build_model, init_logits_to
 from colorize.shards import ShardWriter
 import colorize.train as train_module
 from colorize.train import HISTORY_COLUMNS, TrainConfig, loss_for, split_settings, train
-from helpers import TINY_UNET, smooth_image
+from helpers import TINY_UNET, Bag, kept_logging, smooth_image
 
 REPO = Path(__file__).resolve().parents[1]
 Q = len(q.gamut_bins())  # the zhang loss's ab bins
@@ -133,6 +133,17 @@ def test_resume_continues_with_saved_optimizer_state(shards, tmp_path, monkeypat
     b = torch.load(straight / "checkpoint.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(shards, tmp_path, caplog):
+    out = tmp_path / "run"
+    train(TINY_UNET, tiny_cfg(epochs=1), shards["train"], shards["val"], out, progress=False)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
+    del ckpt["train_config"]["gpus"]  # as saved before `gpus` existed
+    torch.save(ckpt, out / "checkpoint.pt")
+    with caplog.at_level(logging.INFO, logger="colorize.train"):
+        summary = train(TINY_UNET, tiny_cfg(epochs=2), shards["train"], shards["val"], out, progress=False)
+    assert summary["resumed_from_epoch"] == 1 and "starting over" not in caplog.text
 
 
 @pytest.mark.parametrize("change", ["model config", "learning rate", "training data"])
@@ -326,12 +337,6 @@ def test_train_config_defaults_follow_the_seed():
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
-class Bag(dict):
-    """Stands in for Snakemake's named lists: attribute and key access, ``.get``."""
-
-    __getattr__ = dict.__getitem__
-
-
 def test_snakemake_script_trains_and_resumes_after_outputs_are_deleted(shards, tmp_path):
     out = tmp_path / "results" / "models" / "tiny"
     outputs = Bag(
@@ -349,9 +354,7 @@ def test_snakemake_script_trains_and_resumes_after_outputs_are_deleted(shards, t
     )
     (tmp_path / "logs").mkdir()
     script = str(REPO / "workflow" / "scripts" / "train.py")
-    root = logging.getLogger()
-    saved_handlers, saved_level = root.handlers[:], root.level
-    try:
+    with kept_logging():
         runpy.run_path(script, init_globals={"snakemake": smk}, run_name="__main__")
         for path in outputs.values():
             assert Path(path).stat().st_size > 0
@@ -371,11 +374,3 @@ def test_snakemake_script_trains_and_resumes_after_outputs_are_deleted(shards, t
             runpy.run_path(script, init_globals={"snakemake": smk}, run_name="__main__")
         sys.excepthook(err.type, err.value, err.tb)  # what the interpreter does with an uncaught error
         assert "'bogus'" in Path(smk.log[0]).read_text()  # the job's log names the bad key
-    finally:
-        sys.excepthook = sys.__excepthook__
-        for handler in root.handlers[:]:
-            root.removeHandler(handler)
-            handler.close()
-        for handler in saved_handlers:
-            root.addHandler(handler)
-        root.setLevel(saved_level)

@@ -17,6 +17,14 @@ number of workers, and a resumed run sees the same data as an uninterrupted one.
 Call ``set_epoch(epoch)`` before each epoch (and keep ``persistent_workers=False``, the
 default, so that workers pick the new epoch up).
 
+Several training processes (DDP, ``colorize.distributed``): each builds its dataset with its
+``rank`` and the ``world_size``; every process draws the same order and augmentation, cuts the
+stream into global batches of ``world_size x batch_size`` and keeps its fixed part of each
+(``rank_spans``), so the processes together take exactly the steps of one process with the
+global batch, and each cuts (crops, normalises, hands to the GPU) only its own samples. A
+streaming rank skips shards that hold none of its samples, but reads whole the shards it
+takes a part of (``read_shard``: the one fast read).
+
 Speed (``benchmarks/NOTES.md``): samples are cut a batch at a time (``augment_batch``), never
 one tensor operation per sample: a pass draws its whole permutation, crop offsets and flips at
 once, CPU batches are cut with numpy slices and converted and normalised in three passes over
@@ -27,7 +35,6 @@ over finished batches (``iterate_batches``), not samples to collate.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -186,14 +193,42 @@ def _worker_slice() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def _init_sampling(ds, shard_paths, crop_size, train: bool, flip: bool, seed: int) -> list[tuple[int, int]]:
+def rank_spans(total: int, batch_size: int, rank: int = 0, world_size: int = 1, *, drop_last: bool = False,
+               lockstep: bool = True) -> list[tuple[int, int]]:
+    """One process's [start, stop) positions of a stream of ``total`` samples, one per batch.
+
+    The stream is cut into global batches of ``world_size x batch_size``; process ``rank``
+    takes its share of each, as even as sizes allow (a last, short global batch of m samples
+    gives each process m / world_size, rounded). One process: batches of ``batch_size``, the
+    last one short unless ``drop_last``. ``lockstep`` (training: every process must take every
+    optimiser step) leaves out a last global batch too small for every process to get a
+    sample (fewer than ``world_size``); otherwise a process just skips a batch it has no
+    share of.
+    """
+    spans = []
+    step = batch_size * world_size
+    for begin in range(0, total, step):
+        m = min(step, total - begin)
+        if (drop_last and m < step) or (lockstep and m < world_size):
+            break
+        lo, hi = begin + rank * m // world_size, begin + (rank + 1) * m // world_size
+        if hi > lo:
+            spans.append((lo, hi))
+    return spans
+
+
+def _init_sampling(ds, shard_paths, crop_size, train: bool, flip: bool, seed: int, rank: int,
+                   world_size: int) -> list[tuple[int, int]]:
     """The settings both datasets share, set on ``ds``; returns each shard's (count, size)."""
+    if not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not one of {world_size} processes")
     ds.shard_paths = [Path(p) for p in shard_paths]
     ds.crop_size = crop_size or None
     ds.train = train
     ds.flip = flip and train
     ds.seed = int(seed)
     ds.epoch = 0
+    ds.rank, ds.world_size = int(rank), int(world_size)
     info = [shard_info(p) for p in ds.shard_paths]
     ds.image_size = _check_sizes([p for p, (n, _) in zip(ds.shard_paths, info) if n],
                                  [size for n, size in info if n], ds.crop_size)
@@ -205,7 +240,8 @@ class ShardDataset(IterableDataset):
 
     ``train=True``: shard order and image order shuffled per epoch, random crop, random flip.
     ``train=False``: shards and images in stored order, centre crop (if ``crop_size``), no flip.
-    Empty shards are skipped.
+    Empty shards are skipped. ``rank``/``world_size``: one of several training processes,
+    whose ``batches`` are its share of each global batch (``__iter__`` yields all samples).
     """
 
     def __init__(
@@ -216,9 +252,11 @@ class ShardDataset(IterableDataset):
         train: bool = True,
         flip: bool = True,
         seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         super().__init__()
-        info = _init_sampling(self, shard_paths, crop_size, train, flip, seed)
+        info = _init_sampling(self, shard_paths, crop_size, train, flip, seed, rank, world_size)
         self.counts = [n for n, _ in info]
 
     def set_epoch(self, epoch: int) -> None:
@@ -239,36 +277,45 @@ class ShardDataset(IterableDataset):
             order = np.random.default_rng([self.seed, self.epoch]).permutation(order)
         return [int(i) for i in order if self.counts[i] > 0]
 
-    def _passes(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, Draws]]:
-        """(L, ab, draws) of each shard this worker reads this epoch, one shard in memory at a time."""
-        worker, n_workers = _worker_slice()
-        for i in self.shard_order()[worker::n_workers]:
-            shard = read_shard(self.shard_paths[i])
-            rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
-            draws = draw_augmentation(len(shard), shard.L.shape[-1], rng, self.crop_size, self.flip)
-            yield torch.from_numpy(shard.L), torch.from_numpy(shard.ab), draws
-            del shard
+    def worker_shards(self, worker: int = 0, n_workers: int = 1) -> list[int]:
+        """The shards DataLoader worker ``worker`` of ``n_workers`` reads this epoch, in order."""
+        return self.shard_order()[worker::n_workers]
+
+    def _pass(self, i: int) -> tuple[torch.Tensor, torch.Tensor, Draws]:
+        """(L, ab, draws) of shard ``i`` this epoch: the whole shard, read at once."""
+        shard = read_shard(self.shard_paths[i])
+        rng = np.random.default_rng([self.seed, self.epoch, i]) if self.train else None
+        draws = draw_augmentation(len(shard), shard.L.shape[-1], rng, self.crop_size, self.flip)
+        return torch.from_numpy(shard.L), torch.from_numpy(shard.ab), draws
 
     def __iter__(self) -> Iterator[Sample]:
-        for L, ab, draws in self._passes():
-            yield from _samples(L, ab, draws, self.crop_size)
+        for i in self.worker_shards(*_worker_slice()):
+            yield from _samples(*self._pass(i), self.crop_size)
 
     def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[Sample]:
-        """This worker's samples as batches (the order ``__iter__`` yields), across shard ends."""
+        """This worker's samples as batches (the order ``__iter__`` yields), across shard ends;
+        with several processes this one's share of each global batch (``rank_spans``). One
+        shard in memory at a time; a shard holding none of this process's samples is not read."""
         shared = get_worker_info() is not None
+        shards = self.worker_shards(*_worker_slice())
+        spans = iter(rank_spans(sum(self.counts[i] for i in shards), batch_size, self.rank, self.world_size,
+                                drop_last=drop_last, lockstep=self.train))
+        span = next(spans, None)
         parts: list[Sample] = []
-        have = 0
-        for L, ab, draws in self._passes():
-            n, pos = len(draws[0]), 0
-            while pos < n:
-                take = min(batch_size - have, n - pos)
-                parts.append(_cut(L, ab, draws, pos, pos + take, self.crop_size, shared))
-                have, pos = have + take, pos + take
-                if have == batch_size:
+        start = 0  # stream position of the shard's first sample
+        for i in shards:
+            stop = start + self.counts[i]
+            if span is not None and span[0] < stop:
+                L, ab, draws = self._pass(i)
+                while span is not None and span[0] < stop:
+                    lo, hi = max(span[0], start), min(span[1], stop)
+                    parts.append(_cut(L, ab, draws, lo - start, hi - start, self.crop_size, shared))
+                    if span[1] > stop:  # the batch goes on in the next shard
+                        break
                     yield _join(parts)
-                    parts, have = [], 0
-        if parts and not drop_last:
-            yield _join(parts)
+                    parts, span = [], next(spans, None)
+                del L, ab
+            start = stop
 
 
 def _join(parts: list[Sample]) -> Sample:
@@ -293,7 +340,9 @@ class InMemoryDataset(IterableDataset):
 
     ``device``: where the stored images live (``"cuda"`` keeps the whole set on the GPU and
     augments there). Shuffles globally (not per shard) in training. ``batches()`` yields
-    ready-made batches without a DataLoader, the fast path for a resident set.
+    ready-made batches without a DataLoader, the fast path for a resident set. With several
+    processes (``rank``/``world_size``) each holds the whole set (the global shuffle draws from
+    all of it) and its ``batches`` are its share of each global batch.
     """
 
     def __init__(
@@ -305,9 +354,11 @@ class InMemoryDataset(IterableDataset):
         flip: bool = True,
         seed: int = 0,
         device: str | torch.device = "cpu",
+        rank: int = 0,
+        world_size: int = 1,
     ):
         super().__init__()
-        info = _init_sampling(self, shard_paths, crop_size, train, flip, seed)
+        info = _init_sampling(self, shard_paths, crop_size, train, flip, seed, rank, world_size)
         nonempty = [(p, n) for p, (n, _) in zip(self.shard_paths, info) if n]
         s = self.image_size or 0
         total = sum(n for _, n in nonempty)
@@ -345,15 +396,13 @@ class InMemoryDataset(IterableDataset):
         yield from _samples(self.L, self.ab, draws, self.crop_size)
 
     def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[Sample]:
-        """Batches (Bx1xHxW, Bx2xHxW) built on the set's device, in the order ``__iter__`` yields."""
+        """Batches (Bx1xHxW, Bx2xHxW) built on the set's device, in the order ``__iter__`` yields;
+        with several processes this one's share of each global batch (``rank_spans``)."""
         draws = self._draws()
         if self.L.device.type != "cpu":  # the pass's indices go to the GPU once, not per batch
             draws = tuple(None if a is None else torch.as_tensor(a, device=self.L.device) for a in draws)
-        n = len(draws[0])
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            if drop_last and stop - start < batch_size:
-                return
+        for start, stop in rank_spans(len(draws[0]), batch_size, self.rank, self.world_size,
+                                      drop_last=drop_last, lockstep=self.train):
             yield _cut(self.L, self.ab, draws, start, stop, self.crop_size)
 
 
@@ -366,20 +415,26 @@ def make_dataset(
     seed: int = 0,
     in_memory: bool = False,
     device: str | torch.device = "cpu",
+    rank: int = 0,
+    world_size: int = 1,
 ) -> ShardDataset | InMemoryDataset:
-    """``InMemoryDataset`` (on ``device``) when ``in_memory``, else a streaming ``ShardDataset``."""
+    """``InMemoryDataset`` (on ``device``) when ``in_memory``, else a streaming ``ShardDataset``;
+    ``rank``/``world_size``: this process's share of several (see the module's docstring)."""
+    common = dict(crop_size=crop_size, train=train, flip=flip, seed=seed, rank=rank, world_size=world_size)
     if in_memory:
-        return InMemoryDataset(shard_paths, crop_size=crop_size, train=train, flip=flip, seed=seed, device=device)
-    return ShardDataset(shard_paths, crop_size=crop_size, train=train, flip=flip, seed=seed)
+        return InMemoryDataset(shard_paths, device=device, **common)
+    return ShardDataset(shard_paths, **common)
 
 
 def batches_per_epoch(dataset: ShardDataset | InMemoryDataset, batch_size: int, num_workers: int = 0) -> int:
-    """How many batches ``iterate_batches`` yields this epoch (each worker ends on its own short batch)."""
+    """How many batches ``iterate_batches`` yields this epoch (each worker ends on its own short
+    batch); with several processes, this one's (the same for every process in training)."""
     if isinstance(dataset, InMemoryDataset) or num_workers <= 1:
-        return math.ceil(len(dataset) / batch_size)
-    order = dataset.shard_order()
-    per_worker = [sum(dataset.counts[i] for i in order[w::num_workers]) for w in range(num_workers)]
-    return sum(math.ceil(n / batch_size) for n in per_worker)
+        streams = [len(dataset)]
+    else:
+        streams = [sum(dataset.counts[i] for i in dataset.worker_shards(w, num_workers)) for w in range(num_workers)]
+    return sum(len(rank_spans(n, batch_size, dataset.rank, dataset.world_size, lockstep=dataset.train))
+               for n in streams)
 
 
 def iterate_batches(

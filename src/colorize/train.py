@@ -14,10 +14,18 @@ Checkpoints are ``colorize.checkpoint``'s format (read with ``weights_only=True`
 with the same model config, training continues after its epoch; with another config it
 starts over (with a warning). Every epoch reseeds from ``(seed, epoch)``, so a resumed run
 follows the same path as an uninterrupted one.
+
+Several GPUs (``gpus: N``): ``python -m colorize.train`` (``main``) is the entry point that
+``torchrun --nproc_per_node=N`` starts N times; the processes train one DDP model
+(``colorize.distributed``), each on its share of every global batch of N x ``batch_size``,
+with the same steps, validation and resume as one process with that batch; only rank 0
+writes files and logs progress.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import logging
 import math
 import time
@@ -30,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import quantize
+from . import distributed, quantize
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
 from .data import batches_per_epoch, iterate_batches, make_dataset
@@ -57,7 +65,8 @@ CURVE_INTERVAL_S = 30.0  # redraw loss_curve.png at most this often during train
 @dataclass
 class TrainConfig:
     epochs: int = 200  # passes over the training shards (the seed trained 200 epochs)
-    batch_size: int = 16  # images per optimiser step
+    batch_size: int = 16  # images per optimiser step and process (GPU): the step sees gpus x batch_size
+    gpus: int = 1  # processes (GPUs) training together under torchrun; 1 = this process alone
     lr: float = 1e-3  # Adam learning rate (Keras' Adam default, as the seed)
     weight_decay: float = 0.0  # Adam L2 penalty; 0 = none, as the seed
     crop_size: int = 0  # train on random crops of this size; 0 = the stored image size
@@ -165,7 +174,7 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
     if {**ModelConfig().to_dict(), **ckpt["model_config"]} != model_cfg.to_dict():
         log.warning("%s has model config %s, now %s; starting over", path, ckpt["model_config"], model_cfg.to_dict())
         return None
-    old, new = ckpt["train_config"], train_cfg.to_dict()
+    old, new = {**TrainConfig().to_dict(), **ckpt["train_config"]}, train_cfg.to_dict()
     changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     blocking = {k: change for k, change in changed.items() if k not in RESUMABLE_CHANGES}
     if blocking:
@@ -219,7 +228,11 @@ def write_history(history: list[dict], path: Path) -> None:
 
 
 def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_interval, progress, total_steps):
-    """One pass over ``batches``; returns (mean loss per image, number of images)."""
+    """One pass over ``batches``; returns (mean loss per image, number of images) of this process.
+
+    With several processes each one's loss is weighted by its share of the global batch
+    (``distributed.batch_weight``), so that DDP's averaged gradient is the global batch's.
+    """
     model.train()
     loss_sum, n_images = 0.0, 0
     bar = tqdm(batches, total=total_steps, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
@@ -230,8 +243,9 @@ def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_i
         with autocast(device):
             out = model(L)
         loss = loss_fn(out, ab)
+        weight = distributed.batch_weight(len(L), device)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if weight == 1.0 else loss * weight).backward()
         optimizer.step()
 
         loss_value = loss.item()
@@ -289,6 +303,15 @@ def _epochs_without_improvement(history: list[dict]) -> int:
 # --- the loop --------------------------------------------------------------------------------
 
 
+def _mean_over_ranks(means: list[float], n: int, device) -> tuple[list[float], int]:
+    """Per-image means over every process's images, from each one's ``means`` over its ``n``
+    images (NaN where no process had any), and the images in all; one process: as given."""
+    if distributed.world_size() == 1:
+        return means, n
+    *sums, total = distributed.all_sum([m * n if n else 0.0 for m in means] + [n], device)
+    return [s / total if total else math.nan for s in sums], int(total)
+
+
 def train(
     model_cfg: ModelConfig,
     train_cfg: TrainConfig,
@@ -305,16 +328,23 @@ def train(
     ``device``: ``None``/``"auto"`` picks CUDA when it works, else CPU (see ``device.pick_device``).
     ``card``: what the caller knows of the run (e.g. ``{"dataset": name}``), stored in every
     checkpoint's model card with what training measures (``model_card``; ``colorize info``).
+    Under torchrun (``main``) this is one of ``train_cfg.gpus`` processes; only rank 0 writes.
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint_path, best_path = out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
     history_path, curve_path = out_dir / HISTORY_NAME, out_dir / CURVE_NAME
     cfg = train_cfg
+    world, main = distributed.world_size(), distributed.is_main()
+    if cfg.gpus != world:
+        raise ValueError(f"gpus: {cfg.gpus}, but {world} process(es) run this training: start it with "
+                         f"torchrun --nproc_per_node={cfg.gpus} -m colorize.train (the workflow's train rule does)")
     device = pick_device(device)
     configure_backends(device)
+    if world > 1:
+        card = {**(card or {}), "processes": world, "global_batch_size": cfg.batch_size * world}
 
-    # Model and optimiser, fresh or from the last checkpoint.
+    # Model and optimiser, fresh or from the last checkpoint (the same in every process).
     seed_everything(cfg.seed)
     model = to_device_format(build_model(model_cfg), device)
     optimizer = torch.optim.Adam(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -323,7 +353,8 @@ def train(
     start_epoch = 1
     data = {"train": fingerprint(train_shards), "val": fingerprint(val_shards),
             "image_size": next((size for n, size in map(shard_info, train_shards) if n), None)}
-    loss_fn = _prepare_loss(model, model_cfg, train_shards, out_dir, data["train"])
+    with distributed.main_first():  # zhang: rank 0 computes and caches the ab prior, the others read it
+        loss_fn = _prepare_loss(model, model_cfg, train_shards, out_dir, data["train"])
     resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
@@ -335,30 +366,33 @@ def train(
             "resuming from %s: epoch %d done, continuing at epoch %d", checkpoint_path, resumed["epoch"], start_epoch
         )
     else:
-        if checkpoint_path.exists():
+        if checkpoint_path.exists() and main:
             checkpoint_path.unlink()
             best_path.unlink(missing_ok=True)
         if cfg.init_from:
             _init_weights(model, model_cfg, cfg.init_from)
     if start_epoch > cfg.epochs:
         log.info("nothing left to train: %s already holds epoch %d of %d", checkpoint_path, start_epoch - 1, cfg.epochs)
+    trained = distributed.wrap(model, device)  # DDP with several processes, else the model itself
 
-    # Data: streamed from shards (or resident in memory), reseeded per epoch.
+    # Data: streamed from shards (or resident in memory), reseeded per epoch; this process's share.
     data_device = device if cfg.in_memory else "cpu"
+    share = dict(rank=distributed.rank(), world_size=world)
     train_data = make_dataset(
         train_shards, crop_size=cfg.crop_size, train=True, flip=cfg.flip, seed=cfg.seed,
-        in_memory=cfg.in_memory, device=data_device,
+        in_memory=cfg.in_memory, device=data_device, **share,
     )  # fmt: skip
-    val_data = make_dataset(val_shards, crop_size=None, train=False, in_memory=cfg.in_memory, device=data_device)
+    val_data = make_dataset(val_shards, crop_size=None, train=False, in_memory=cfg.in_memory, device=data_device,
+                            **share)
     if len(train_data) == 0:
         raise ValueError(f"no training images in {len(train_shards)} shard(s)")
     workers = 0 if cfg.in_memory else min(cfg.num_workers, len(train_shards))
     steps_per_epoch = batches_per_epoch(train_data, cfg.batch_size, workers)
     log.info(
         "model %s (%d parameters) on %s; %d training images (%dpx samples), %d validation images; "
-        "epochs %d..%d, batch %d, about %d steps/epoch, %d workers",
+        "epochs %d..%d, batch %d x %d process(es), about %d steps/epoch, %d workers",
         model_cfg.arch, count_parameters(model), device, len(train_data), train_data.sample_size or 0,
-        len(val_data), start_epoch, cfg.epochs, cfg.batch_size, steps_per_epoch, workers,
+        len(val_data), start_epoch, cfg.epochs, cfg.batch_size, world, steps_per_epoch, workers,
     )  # fmt: skip
     if len(val_data) == 0:
         log.warning("no validation images: val_loss and val_psnr stay empty; best.pt follows the last epoch")
@@ -378,13 +412,15 @@ def train(
         batches = iterate_batches(train_data, cfg.batch_size, num_workers=workers, pin_memory=pin)
         steps = batches_per_epoch(train_data, cfg.batch_size, workers)
         train_loss, n_images = _train_one_epoch(
-            model, optimizer, loss_fn, batches, device,
-            epoch=epoch, log_interval=cfg.log_interval, progress=progress, total_steps=steps,
+            trained, optimizer, loss_fn, batches, device,
+            epoch=epoch, log_interval=cfg.log_interval, progress=progress and main, total_steps=steps,
         )  # fmt: skip
         train_seconds = time.perf_counter() - t0
+        (train_loss,), n_images = _mean_over_ranks([train_loss], n_images, device)
 
         val_batches = iterate_batches(val_data, cfg.batch_size, num_workers=0, pin_memory=pin)
-        val_loss, val_psnr, _ = evaluate(model, loss_fn, val_batches, device)
+        val_loss, val_psnr, n_val = evaluate(model, loss_fn, val_batches, device)
+        (val_loss, val_psnr), _ = _mean_over_ranks([val_loss, val_psnr], n_val, device)
 
         improved = math.isnan(val_psnr) or best_val_psnr is None or val_psnr > best_val_psnr
         if not math.isnan(val_psnr) and improved:
@@ -399,17 +435,18 @@ def train(
                 "seconds": time.perf_counter() - t0,  # training and validation, not saving
             }
         )
-        ckpt = make_checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
-        ckpt["card"] = model_card(model, model_cfg, history, best_val_psnr, len(train_data), len(val_data),
-                                  device, card)
-        save_checkpoint(ckpt, checkpoint_path)
-        if improved:
-            ckpt["optimizer"] = None
-            save_checkpoint(ckpt, best_path)
-        write_history(history, history_path)
-        if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
-            plot_history(history, curve_path, title=model_cfg.arch)
-            last_plot = time.perf_counter()
+        if main:
+            ckpt = make_checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
+            ckpt["card"] = model_card(model, model_cfg, history, best_val_psnr, len(train_data), len(val_data),
+                                      device, card)
+            save_checkpoint(ckpt, checkpoint_path)
+            if improved:
+                ckpt["optimizer"] = None
+                save_checkpoint(ckpt, best_path)
+            write_history(history, history_path)
+            if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
+                plot_history(history, curve_path, title=model_cfg.arch)
+                last_plot = time.perf_counter()
         log.info(
             "epoch %d/%d: train loss %.5g, val loss %s, val PSNR %s dB%s, %.1f images/s, %.1f s",
             epoch, cfg.epochs, train_loss, cell(history[-1]["val_loss"]), cell(history[-1]["val_psnr"]),
@@ -418,8 +455,9 @@ def train(
         )  # fmt: skip
 
     # Outputs also exist when there was nothing left to train (e.g. resumed after the last epoch).
-    write_history(history, history_path)
-    plot_history(history, curve_path, title=model_cfg.arch)
+    if main:
+        write_history(history, history_path)
+        plot_history(history, curve_path, title=model_cfg.arch)
     last = history[-1] if history else {}
     return {
         "device": str(device),
@@ -439,3 +477,44 @@ def train(
         "history": str(history_path),
         "curve": str(curve_path),
     }
+
+
+# --- the entry point torchrun starts -----------------------------------------------------
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m colorize.train",
+        description="Train one model on Lab shards; under torchrun --nproc_per_node=N, one of N DDP processes "
+                    "(the settings' gpus must be N x nodes).",
+    )  # fmt: skip
+    p.add_argument("--settings", required=True, help="the models: entry as JSON, e.g. '{\"arch\": \"unet\", \"gpus\": 2}'")
+    p.add_argument("--train", nargs="+", required=True, metavar="SHARD", help="train shards (.h5)")
+    p.add_argument("--val", nargs="*", default=[], metavar="SHARD", help="validation shards (.h5)")
+    p.add_argument("--out", required=True, help="folder for checkpoint.pt, best.pt, history.tsv, loss_curve.png")
+    p.add_argument("--name", default="?", help="the model's name (in messages and the model card)")
+    p.add_argument("--card", default="{}", help="JSON: what else the model card should say (e.g. the dataset)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m colorize.train``: one training process, and what torchrun starts N times.
+
+    Every rank logs to stderr, prefixed ``rank R/N``; all but rank 0 only their first line
+    (device, share) and warnings, so the log reads like one process's.
+    """
+    args = _parse_args(argv)
+    rank, world = distributed.launched()
+    logging.basicConfig(level=logging.INFO, force=True,
+                        format=f"%(asctime)s rank {rank}/{world} %(name)s %(levelname)s: %(message)s")
+    with distributed.joined() as device:
+        if rank:
+            logging.getLogger("colorize").setLevel(logging.WARNING)
+        model_cfg, train_cfg = split_settings(json.loads(args.settings), args.name)
+        summary = train(model_cfg, train_cfg, [Path(p) for p in args.train], [Path(p) for p in args.val],
+                        Path(args.out), progress=False, device=device, card=json.loads(args.card))
+        log.info("done: %s", summary)
+
+
+if __name__ == "__main__":
+    main()

@@ -21,14 +21,17 @@ rule train:
         ),
     params:
         model=model_settings,
-    threads: 4
+    threads: per_gpu(4)
     resources:
         # Portable resources; the site-specific ones (partition, account, GPU model) are set
-        # in profiles/slurm/. Locally profiles/default allows gpu: 1 at a time (CPU-only
-        # machines run it on the CPU); --resources gpu=N for N GPUs.
-        gpu=1,
+        # in profiles/slurm/. gpu: the model's `gpus:` (1 when absent); with N > 1 the script
+        # starts torchrun, one launcher for N processes, so this stays ONE SLURM task
+        # (never set `tasks`: the plugin turns it into --ntasks-per-gpu, a task per GPU).
+        # Locally profiles/default allows gpu: 1 at a time (CPU-only machines run it on the
+        # CPU); --resources gpu=N for N GPUs.
+        gpu=model_gpus,
         cpus_per_gpu=4,
-        mem_mb=16000,
+        mem_mb=per_gpu(16000),
         runtime=720,
     conda:
         "../../envs/colorize.yaml"
