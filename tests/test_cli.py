@@ -14,7 +14,8 @@ import pytest
 import torch
 from PIL import Image
 
-from colorize.cli import build_parser
+from colorize.chunks import chunk_of
+from colorize.cli import build_parser, main
 from colorize.status import STATUS_COLUMNS
 from colorize.tsv import read_tsv
 
@@ -39,6 +40,7 @@ def test_help_mentions_every_option():
     assert COLORIZE.exists(), f"console script missing: {COLORIZE}"
     top = run("--help")
     assert top.returncode == 0 and "predict" in top.stdout and "evaluate" in top.stdout
+    assert "gather-status" in top.stdout
     predict = run("predict", "--help")
     assert predict.returncode == 0
     parser = build_parser()
@@ -58,6 +60,7 @@ def test_help_mentions_every_option():
         "--quiet",
         "--resume",
         "--chroma-gain",
+        "--chunk",
     }
     assert expected <= options
     for opt in options:
@@ -268,3 +271,63 @@ def test_predict_without_a_model_uses_the_shipped_one(tmp_path):
     assert vivid.returncode == 0, vivid.stderr
     with Image.open(tmp_path / "vivid" / "scan.png") as im:
         assert mean_chroma(ab_of_rgb(np.asarray(im.convert("RGB")))) > 1.15 * plain
+
+
+# -- one archive, several jobs: --chunk K/N and gather-status (issue 14) ----------------------------
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_predict_in_chunks_gathers_to_what_one_run_writes_and_resumes(tmp_path, checkpoint_file):
+    src = tmp_path / "photos"
+    (src / "trip").mkdir(parents=True)
+    for i in range(5):
+        Image.fromarray(photo(30 + i, 40, i)).save(src / ("trip" if i % 2 else ".") / f"p{i}.png")
+    (src / "broken.jpg").write_text("not a JPEG")
+    out = tmp_path / "out"
+    common = ("-m", checkpoint_file, "-o", out, "--size", "32", "-r", "-q")
+    assert run("predict", *common, src).returncode == 0
+    out.rename(tmp_path / "one_run")
+
+    for k in (1, 2):
+        res = run("predict", *common, "--chunk", f"{k}/2", src)
+        assert res.returncode == 0, res.stderr
+        assert f"in chunk {k}/2 (6 in all)" in res.stdout and str(out / f"status.chunk-{k}-of-2.tsv") in res.stdout
+    tables = sorted(out.glob("status.chunk-*-of-2.tsv"))
+    assert main(["gather-status", "-o", str(out / "status.tsv"), *map(str, tables)]) == 0
+    gathered = {k: v for k, v in files_in(out).items() if not k.startswith("status.chunk-")}
+    assert gathered == files_in(tmp_path / "one_run")  # every image and the status table, byte for byte
+
+    # a chunk's rerun after one of its outputs was lost: only that photo is done again
+    mine = [r for r in read_tsv(out / "status.tsv") if r["status"] == "ok"
+            and chunk_of(Path(r["output"]).relative_to(out), 2) == 1]
+    assert mine
+    Path(mine[0]["output"]).unlink()
+    again = run("predict", *common, "--chunk", "1/2", src)
+    assert again.returncode == 0 and f"({len(mine) - 1} already done)" in again.stdout
+    assert gathered.items() <= files_in(out).items()  # the same bytes again
+
+
+@pytest.mark.parametrize("value, says", [("0/4", "chunk 0 of 4 does not exist: chunks count from 1 to 4"),
+                                         ("5/4", "chunk 5 of 4 does not exist"), ("3/0", "at least 1"),
+                                         ("3", "'3' is not K/N (e.g. 3/8"), ("a/b", "is not K/N")])
+def test_a_bad_chunk_is_a_usage_error_naming_the_option(value, says, capsys):
+    with pytest.raises(SystemExit) as exit:
+        build_parser().parse_args(["predict", "-o", "out", "--chunk", value, "photos"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "colorize predict: error: argument --chunk: " in err and says in err
+
+
+def test_gather_status_names_a_missing_chunk(tmp_path, capsys):
+    from colorize.chunks import chunk_status_name
+    from colorize.tsv import write_tsv
+
+    tables = [write_tsv([], tmp_path / chunk_status_name(k, 3), STATUS_COLUMNS) for k in (1, 3)]
+    with pytest.raises(SystemExit) as exit:
+        main(["gather-status", "-o", str(tmp_path / "status.tsv"), *map(str, tables)])
+    assert exit.value.code == 2
+    assert capsys.readouterr().err.strip() == ("colorize gather-status: error: missing chunk(s) 2 of 3: no "
+                                               "status.chunk-2-of-3.tsv given (has its job finished?)")
+    assert not (tmp_path / "status.tsv").exists()

@@ -1,4 +1,5 @@
-"""The ``colorize`` command: ``predict`` (photos -> colour photos), ``evaluate`` (test shards),
+"""The ``colorize`` command: ``predict`` (photos -> colour photos, all or one ``--chunk`` of
+them), ``gather-status`` (the chunks' status tables -> one), ``evaluate`` (test shards),
 ``export`` (a checkpoint -> ONNX), ``info`` (what a checkpoint is).
 
 Exit status: 0 when at least one image was colorized (files that could not be read are listed
@@ -12,6 +13,7 @@ import argparse
 import importlib.util
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -35,6 +37,21 @@ def _quality(text: str) -> int:
     if value > 100:
         raise argparse.ArgumentTypeError(f"must be 1..100, got {value}")
     return value
+
+
+def _chunk(text: str) -> tuple[int, int]:
+    """``K/N`` -> (K, N): chunk K of N, K = 1..N."""
+    from .chunks import check_chunk
+
+    m = re.fullmatch(r"(\d+)/(\d+)", text.strip(), re.ASCII)
+    if not m:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K/N (e.g. 3/8: the third of 8 chunks)")
+    k, n = int(m.group(1)), int(m.group(2))
+    try:
+        check_chunk(k, n)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f"{text}: {e}") from None
+    return k, n
 
 
 PREDICT_SIZE_HELP = (
@@ -96,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "lightness. Outputs keep their names (relative to an input folder) and extension "
         "(formats OpenCV cannot write become .png). Unreadable files are listed with the "
         "reason in the status file and do not stop the run.",
-        epilog="Exit status: 0 if at least one image was colorized, 1 if none, 2 on a usage error.",
+        epilog="Exit status: 0 if at least one image was colorized (or --chunk selects none of the "
+        "inputs), 1 if none, 2 on a usage error.",
     )
     _add_model_options(p)
     p.add_argument(
@@ -119,7 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="TSV",
         help="where to write the per-file status table (input, status, output, width, height, "
-        "reason) (default: DIR/status.tsv)",
+        "reason) (default: DIR/status.tsv; with --chunk K/N: DIR/status.chunk-K-of-N.tsv)",
+    )
+    p.add_argument(
+        "--chunk",
+        type=_chunk,
+        default=None,
+        metavar="K/N",
+        help="colorize only chunk K of N of the inputs (K = 1..N), for N jobs sharing one --output, "
+        "e.g. a SLURM array --array=1-N with --chunk $SLURM_ARRAY_TASK_ID/N: a photo's chunk is a "
+        "hash of its relative name, as in the workflow's colorize.chunks, so adding photos changes "
+        "few chunks; each chunk writes its own status table; 'colorize gather-status' merges them",
     )
     p.add_argument(
         "--max-pixels",
@@ -161,6 +189,22 @@ def build_parser() -> argparse.ArgumentParser:
         "extension (jpg, png, tif, bmp, webp, gif, ...)",
     )
     p.set_defaults(func=cmd_predict, command_parser=p)
+
+    g = sub.add_parser(
+        "gather-status",
+        help="merge the status tables of 'predict --chunk' runs into one",
+        description="Merge the status tables that 'colorize predict --chunk K/N' runs wrote into one table "
+        "of every input, in path order: what one run over all the inputs writes. Tables named "
+        "status.chunk-K-of-N.tsv must be all N chunks of one N; an input listed twice is an error.",
+        epilog="Exit status: 0 if at least one image was colorized, 1 if none, 2 on a usage error "
+        "(a missing chunk, a file that is not a status table).",
+    )
+    g.add_argument("--output", "-o", required=True, type=Path, metavar="TSV",
+                   help="the table to write, e.g. DIR/status.tsv")
+    g.add_argument("tables", nargs="+", type=Path, metavar="TABLE",
+                   help="the chunks' status tables, e.g. DIR/status.chunk-*-of-8.tsv")
+    g.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
+    g.set_defaults(func=cmd_gather_status, command_parser=g)
 
     e = sub.add_parser(
         "evaluate",
@@ -253,11 +297,13 @@ def _writable(parser, *folders: Path) -> None:
 
 
 def cmd_predict(args, parser) -> int:
+    from .chunks import chunk_status_name, select_chunk
     from .imageio import DEFAULT_MAX_PIXELS
-    from .infer import collect_inputs, colorize_files
+    from .infer import collect_inputs, colorize_files, one_malloc_arena
 
-    status = args.status or args.output / "status.tsv"
+    status = args.status or args.output / (chunk_status_name(*args.chunk) if args.chunk else "status.tsv")
     _writable(parser, args.output, status.parent)
+    one_malloc_arena()  # before torch starts its threads (loading the model)
     model, size, _ = _load(args, parser)
     if args.chroma_gain is not None:
         head = getattr(model, "head", None)
@@ -274,6 +320,10 @@ def cmd_predict(args, parser) -> int:
     if not inputs:
         print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
+    chunk_note = ""
+    if args.chunk:
+        chunk_note = f" in chunk {args.chunk[0]}/{args.chunk[1]} ({len(inputs)} in all)"
+        inputs = select_chunk(inputs, *args.chunk)
     results = colorize_files(
         model, inputs, args.output, size=size, batch_size=args.batch_size, workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(), status_path=status,
@@ -287,8 +337,22 @@ def cmd_predict(args, parser) -> int:
         print(f"stopped early: {results.stopped.removeprefix('not attempted: ')}; make room and run the same "
               "command again: what is done is skipped", file=sys.stderr)
     done_before = f" ({results.resumed} already done)" if results.resumed else ""
-    print(f"colorized {n_ok} of {len(results)} images into {args.output}{done_before}; {len(failed)} failed; "
-          f"status: {results.status_path}")
+    print(f"colorized {n_ok} of {len(results)} images{chunk_note} into {args.output}{done_before}; "
+          f"{len(failed)} failed; status: {results.status_path}")
+    return 0 if n_ok or not inputs else 1
+
+
+def cmd_gather_status(args, parser) -> int:
+    from .chunks import GatherError, gather_status
+
+    _writable(parser, args.output.parent)
+    try:
+        rows = gather_status(args.tables, args.output)
+    except GatherError as e:
+        _fail(parser, str(e))
+    n_ok = sum(r["status"] == "ok" for r in rows)
+    print(f"gathered {len(rows)} images from {len(args.tables)} tables into {args.output}: {n_ok} colorized, "
+          f"{len(rows) - n_ok} failed")
     return 0 if n_ok else 1
 
 

@@ -58,15 +58,20 @@ rule grid:
 
 
 rule colorize_folder:
-    """Colorize every photo of the configured folder at full resolution, keeping names."""
+    """Colorize one chunk of the configured folder at full resolution, keeping names. All chunks
+    write into the one tree images/, which is therefore no job's declared output (directory()
+    outputs may not overlap): each job declares its chunk's status table, and reruns when its
+    own photos change (params.members), not when another chunk's do."""
     input:
         checkpoint="results/{dataset}/models/{model}/best.pt",
     output:
-        dir=directory("results/{dataset}/colorized/{model}/images"),
-        status="results/{dataset}/colorized/{model}/status.tsv",
+        status="results/{dataset}/colorized/{model}/chunks/status.chunk-{chunk}-of-{n_chunks}.tsv",
     params:
         input_dir=config["colorize"]["input_dir"],
-        recursive=True,
+        images=colorized_images,
+        excluded=colorize_excluded,
+        journal="results/{dataset}/colorized/{model}/chunks/resume/status.chunk-{chunk}-of-{n_chunks}.tsv",
+        members=colorize_chunk_members,
     threads: 2
     resources:
         gpu=1,
@@ -75,8 +80,25 @@ rule colorize_folder:
     conda:
         "../../envs/colorize.yaml"
     log:
-        "results/{dataset}/logs/colorize/{model}.log",
+        "results/{dataset}/logs/colorize/{model}/chunk-{chunk}-of-{n_chunks}.log",
     benchmark:
-        "results/{dataset}/benchmarks/colorize/{model}.tsv"
+        "results/{dataset}/benchmarks/colorize/{model}/chunk-{chunk}-of-{n_chunks}.tsv"
     script:
         "../scripts/colorize_folder.py"
+
+
+rule colorize_status:
+    """The chunks' status tables gathered into one: every photo of the folder, in path order."""
+    input:
+        chunks=colorize_chunk_tables,
+    output:
+        status="results/{dataset}/colorized/{model}/status.tsv",
+    threads: 1
+    resources:
+        runtime=10,
+    conda:
+        "../../envs/colorize.yaml"
+    log:
+        "results/{dataset}/logs/colorize/{model}/status.log",
+    script:
+        "../scripts/colorize_status.py"
