@@ -49,6 +49,21 @@ def test_colorize_files_keeps_relative_names_and_records_failures(tmp_path):
     assert [row["reason"] for row in status if row["status"] == "failed"] == [bad.reason]
 
 
+def test_collect_inputs_follows_links_but_not_into_the_output_or_round_in_circles(tmp_path):
+    src, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    for rel in ("a-b.jpg", "a/b.jpg", "a/.hidden/c.jpg", ".d/e.jpg", "out/old.jpg", "z.txt"):
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(b"")
+    (elsewhere / "f.png").parent.mkdir(parents=True)
+    (elsewhere / "f.png").write_bytes(b"")
+    (src / "linked").symlink_to(elsewhere)  # a folder linked into the tree is walked
+    (src / "a" / "up").symlink_to(src)  # a loop: walked once
+    (src / "g.jpg").symlink_to(src / "out" / "old.jpg")  # an output, through a link: excluded
+    names = [str(rel) for _, rel in collect_inputs([src], recursive=True, exclude=[src / "out"])]
+    assert names == ["a/b.jpg", "a-b.jpg", "linked/f.png"]  # in the order Paths sort in
+    assert [str(rel) for _, rel in collect_inputs([src])] == ["a-b.jpg", "g.jpg"]
+
+
 def test_plain_paths_with_root_and_name_clashes(tmp_path):
     src = tmp_path / "in"
     a = save(src / "x" / "p.png", smooth_image(20, 30, 1))

@@ -18,7 +18,7 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -94,33 +94,53 @@ def collect_inputs(
 
     A file named on the command line is always tried (and keeps its bare name); a folder
     contributes the files with an image extension (``imageio.IMAGE_EXTENSIONS``), named
-    relative to that folder, descending into sub-folders when ``recursive``. Hidden files and
-    anything under ``exclude`` (e.g. the output folder) are skipped. A path that does not exist
-    is returned too, so that it is reported as failed rather than silently dropped.
+    relative to that folder, descending into sub-folders (and folders linked there) when
+    ``recursive``. Hidden files and folders and anything under ``exclude`` (e.g. the output
+    folder, also when reached through a link) are skipped. A path that does not exist is
+    returned too, so that it is reported as failed rather than silently dropped.
     """
-    excluded = [Path(e).resolve() for e in exclude]
-
-    def is_excluded(p: Path) -> bool:
-        rp = p.resolve()
-        return any(rp == e or e in rp.parents for e in excluded)
-
+    excluded = [os.path.realpath(e) for e in exclude]
     items: list[tuple[Path, PurePath]] = []
     for raw in paths:
         p = Path(raw)
         if not p.is_dir():
             items.append((p, PurePath(p.name)))
             continue
-        pattern = "**/*" if recursive else "*"
-        found = [
-            f
-            for f in p.glob(pattern)
-            if f.is_file()
-            and f.suffix.lower() in IMAGE_EXTENSIONS
-            and not any(part.startswith(".") for part in f.relative_to(p).parts)
-            and not is_excluded(f)
-        ]
-        items.extend((f, PurePath(f.relative_to(p).as_posix())) for f in sorted(found))
+        found = sorted(_image_files(str(p), recursive, excluded), key=lambda rel: rel.split("/"))  # as Paths sort
+        items.extend((p / rel, PurePath(rel)) for rel in found)
     return items
+
+
+def _image_files(root: str, recursive: bool, excluded: list[str]) -> Iterator[str]:
+    """Relative names (with "/") of the image files under ``root``: os.scandir and strings, as
+    pathlib's glob costs ~0.2 ms a file (4 s for 20,000 photos, paid by every dry run)."""
+
+    def inside(real: str) -> bool:
+        return any(real == e or real.startswith(e.rstrip(os.sep) + os.sep) for e in excluded)
+
+    seen: set[str] = set()  # real folders walked: a link back up the tree is walked once
+    todo = [("", root)]
+    while todo:
+        rel_dir, folder = todo.pop()
+        real_folder = os.path.realpath(folder)
+        if real_folder in seen or inside(real_folder):
+            continue
+        seen.add(real_folder)
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            rel = rel_dir + entry.name
+            if entry.is_dir():
+                if recursive:
+                    todo.append((rel + "/", entry.path))
+            elif (entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+                  and not (excluded and inside(os.path.realpath(entry.path) if entry.is_symlink()
+                                               else os.path.join(real_folder, entry.name)))):
+                yield rel
 
 
 def one_malloc_arena() -> None:

@@ -23,7 +23,6 @@ from .checkpoint import DEFAULT_SIZE
 from .colorspace import denormalize_ab, lab_to_rgb, lightness, normalize_l, unpack_lightness
 from .device import autocast, to_device_format
 from .imageio import as_rgb_uint8
-from .shards import iter_batches, shard_info
 
 
 def model_device(model: torch.nn.Module) -> torch.device:
@@ -122,6 +121,8 @@ def predict_shard(
     ``size`` None (default) feeds the shard's own size to the model; another value resizes L to
     ``size`` and the prediction back, as full-resolution inference does.
     """
+    from .shards import iter_batches, shard_info  # h5py: 0.1 s of start-up that file inference does not need
+
     model.eval()
     batch_size = batch_size_for(model, batch_size)
     parts = [predict_l_batch(model, L, size) for L, _, _ in iter_batches(shard_path, batch_size)]

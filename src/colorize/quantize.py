@@ -52,7 +52,6 @@ import torch
 
 from .colorspace import rgb_to_lab
 from .files import atomic_torch_save
-from .shards import iter_ab
 
 log = logging.getLogger("colorize.quantize")
 
@@ -167,6 +166,8 @@ def soft_encode(
 
 def ab_counts(shard_paths: Sequence[str | Path], bin_size: float = BIN_SIZE, batch: int = 256) -> np.ndarray:
     """(Q,) float64 number of pixels whose nearest bin is q, over every image of the shards."""
+    from .shards import iter_ab  # h5py: 0.1 s of start-up that inference does not need
+
     counts = np.zeros(len(gamut_bins(bin_size)), np.float64)
     for path in shard_paths:
         for ab in iter_ab(path, batch):

@@ -75,16 +75,20 @@ def source_stamp(path: Path) -> str:
     return f"{st.st_size}:{st.st_mtime_ns}"
 
 
+INFERENCE_VERSION = 2  # 2: the gamut table of issue 13 (out-of-gamut colours up to 16 levels closer to exact)
+
+
 def run_settings(model: torch.nn.Module, **options) -> str:
     """A short fingerprint of the model's weights and decoding and of the options that shape
-    an output: a changed model or option makes every earlier output stale for --resume."""
+    an output: a changed model or option makes every earlier output stale for --resume, and so
+    does a new ``INFERENCE_VERSION`` (the code's own way of making an output)."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     head = getattr(model, "head", None)
     options = dict(options, temperature=getattr(head, "temperature", None),
-                   chroma_gain=getattr(head, "chroma_gain", None), inference_version=1)
+                   chroma_gain=getattr(head, "chroma_gain", None), inference_version=INFERENCE_VERSION)
     h.update(json.dumps(options, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
 

@@ -15,11 +15,13 @@ import torch
 
 from colorize.checkpoint import load_model, working_size
 from colorize.chunks import colorize_chunk
+from colorize.infer import one_malloc_arena
 from colorize.logs import snakemake_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)
 torch.set_num_threads(smk.threads)
+one_malloc_arena()  # before torch starts its threads (loading the model)
 model, ckpt = load_model(smk.input.checkpoint)
 colorize_chunk(
     model,
