@@ -116,6 +116,10 @@ def child(method: str, listfile: str, arch: str, device: str, out: str, batch_si
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
+    if method == "batched":
+        from colorize.infer import one_malloc_arena
+
+        one_malloc_arena()  # as `colorize predict` does, before the model starts torch's threads
     paths = [Path(p) for p in Path(listfile).read_text().split("\n") if p]
     model, size = (None, 0) if method == "floor" else _model(arch, device)
     fn = {"floor": run_floor, "loop": run_loop, "batched": run_batched}[method]

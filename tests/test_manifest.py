@@ -106,3 +106,67 @@ def test_links_that_leave_the_source_are_refused_and_recorded(tmp_path):
     assert [r["sha256"] for r in rows if r["relpath"] == "passwd.jpg"] == [""]  # never read
     allowed = walk(root, follow_external_links=True)
     assert {"passwd.jpg", "b_link.jpg", "outside_dir/b.jpg"} <= set(allowed.files)
+
+
+def test_folder_stamp_changes_when_a_file_is_added_removed_or_touched_not_when_copied(tmp_path):
+    import shutil
+
+    from colorize.manifest import folder_stamp
+
+    root = tmp_path / "photos"
+    for rel in ["a.jpg", "sub/b.jpg", "other/c.jpg"]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(rel.encode())
+    stamp = folder_stamp(root)
+    assert folder_stamp(root) == stamp and len(stamp) == 64
+    copy = tmp_path / "copy"
+    shutil.copytree(root, copy)  # times kept: a moved folder is the same source
+    assert folder_stamp(copy) == stamp
+    st = os.stat(root / "a.jpg")
+    os.utime(root / "a.jpg", ns=(st.st_atime_ns, st.st_mtime_ns + 1))
+    assert folder_stamp(root) != stamp  # touched (or edited, kept its size): changed
+    os.utime(root / "a.jpg", ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert folder_stamp(root) == stamp
+    (root / "sub/new.jpg").write_bytes(b"new")
+    assert folder_stamp(root) != stamp
+    (root / "sub/new.jpg").unlink()
+    assert folder_stamp(root) == stamp
+    os.symlink("missing.jpg", root / "broken.jpg")  # refused entries count: the manifest lists them
+    assert folder_stamp(root) != stamp
+    (root / "broken.jpg").unlink()
+    only_sub = folder_stamp(root, ["sub/**"])
+    (root / "other/d.jpg").write_bytes(b"d")  # outside dataset.include: not part of the source
+    assert folder_stamp(root, ["sub/**"]) == only_sub and folder_stamp(root) != stamp
+
+
+def test_shard_rows_and_digests_read_from_the_scan_table(tmp_path):
+    from colorize import manifest
+    from colorize.manifest import EMPTY_SHARD, read_shard_rows, shard_digest
+
+    root = tmp_path / "photos"
+    for i, name in enumerate(ODD_NAMES):  # tabs, newlines, backslashes in names
+        Image.fromarray(upright_photo(seed=i)).save(root / name if root.exists() else mkdirs(root) / name)
+    shards = {"train": 3, "val": 1, "test": 1}
+    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards=shards, min_side=8, progress=False)
+    rows.append(dict(rows[0], relpath="excluded.jpg", split="", shard="", status="too small (2x2)"))
+    tsv = write_tsv(rows, tmp_path / "scan.tsv", SCAN_COLUMNS)
+    table = read_tsv(tsv)
+    keys = [(split, f"{i:03d}") for split, n in shards.items() for i in range(n)]
+    assert sum(len(read_shard_rows(tsv, *key)) for key in keys) == len(ODD_NAMES)
+    for key in keys:
+        assert read_shard_rows(tsv, *key) == shard_rows(table, *key)
+    misses = manifest._shard_digests.cache_info().misses
+    before = {key: shard_digest(tsv, *key) for key in keys}
+    assert manifest._shard_digests.cache_info().misses == misses + 1  # parsed once for every shard
+    assert shard_digest(tsv, "train", "099") == EMPTY_SHARD
+    filled = [d for d in before.values() if d != EMPTY_SHARD]
+    assert filled and len(set(filled)) == len(filled)
+    edited = next(r for r in rows if r["status"] == "ok")
+    edited["sha256"] = "f" * 64  # its content changed: its shard's digest, no other
+    write_tsv(rows, tsv, SCAN_COLUMNS)
+    after = {key: shard_digest(tsv, *key) for key in keys}
+    changed = [key for key in keys if after[key] != before[key]]
+    assert changed == [(edited["split"], edited["shard"])]
+    rows.remove(edited)  # removed from the set: its shard changes again
+    write_tsv(rows, tsv, SCAN_COLUMNS)
+    assert [key for key in keys if shard_digest(tsv, *key) != after[key]] == changed

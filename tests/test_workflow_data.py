@@ -31,6 +31,41 @@ def test_data_stages_end_to_end(photo_dir, tmp_path):
     assert planned_jobs(work, "results/tiny/summary.tsv") == {}
 
 
+def test_a_photo_reruns_its_shard_by_content_and_no_other(photo_dir, tmp_path):
+    """A shard job's input is the scan table, not its photos; its rerun trigger is a digest of
+    its members' paths and sha256 (a param). Touching a photo reruns the scan, not a shard;
+    editing its content reruns exactly the shard that holds it."""
+    import os
+
+    from conftest import colour_photo, save
+
+    work = tmp_path / "work"
+    work.mkdir()
+    write_config(work, tiny_config(photo_dir))
+    target = "results/tiny/summary.tsv"
+    snakemake(work, target)
+    shards = work / "results/tiny/shards"
+    built = {p.name: p.stat().st_mtime_ns for p in shards.glob("*.h5")}
+    photo = "good_02.png"
+    row = next(r for r in read_tsv(work / "results/tiny/scan.tsv") if r["relpath"] == photo)
+    st = os.stat(photo_dir / photo)
+    os.utime(photo_dir / photo, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched, same bytes
+    assert planned_jobs(work, target) == {"scan": 1, "manifest": 1}
+    snakemake(work, target)
+    assert {p.name: p.stat().st_mtime_ns for p in shards.glob("*.h5")} == built
+    save(photo_dir / photo, colour_photo(48, 64, seed=123))  # new content, same name
+    assert planned_jobs(work, target) == {"scan": 1, "manifest": 1}  # shards: known after the scan
+    run = snakemake(work, target)
+    assert (run.stdout + run.stderr).count("rule shard:") == 1
+    rebuilt = [p.name for p in shards.glob("*.h5") if p.stat().st_mtime_ns != built[p.name]]
+    assert rebuilt == [f"{row['split']}-{row['shard']}.h5"]
+    new = next(r for r in read_tsv(work / "results/tiny/scan.tsv") if r["relpath"] == photo)
+    with h5py.File(shards / rebuilt[0]) as f:
+        sha = dict(zip((s.decode() for s in f["relpath"][...]), (s.decode() for s in f["sha256"][...])))
+    assert sha[photo] == new["sha256"] != row["sha256"]
+    assert planned_jobs(work, target) == {}
+
+
 def test_bad_config_value_fails_before_any_job_naming_the_key(tmp_path):
     work = tmp_path / "work"
     work.mkdir()

@@ -103,7 +103,8 @@ def test_one_model_hyperparameter_retrains_only_that_model(completed, tmp_path):
     cfg["models"]["unet"]["lr"] = 0.002
     write_config(run / "work", cfg)
     jobs = planned_jobs(run / "work")
-    assert jobs == {"train": 1, "evaluate": 1, "grid": 1, "colorize_folder": 1, "overview": 1, "all": 1}, jobs
+    assert jobs == {"train": 1, "evaluate": 1, "grid": 1, "colorize_folder": 1, "colorize_status": 1, "overview": 1,
+                    "all": 1}, jobs
 
 
 def test_image_size_rebuilds_shards_and_everything_downstream(completed, tmp_path):

@@ -62,6 +62,12 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     return jobs
 
 
+def planned_outputs(workdir: Path, rule: str, *args: str) -> list[str]:
+    """The output files of the jobs of ``rule`` that a dry run would execute now."""
+    proc = snakemake(workdir, "--dry-run", *args)
+    return re.findall(rf"^rule {rule}:\n(?:    .*\n)*?    output: (.*)$", proc.stdout, re.M)
+
+
 def tiny_config(source: str, **overrides) -> dict:
     """A config that runs the whole workflow in seconds on a handful of small images."""
     config = {

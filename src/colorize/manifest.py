@@ -4,11 +4,17 @@
 each usable one to a (split, shard), and marks the rest with the reason they are excluded.
 ``merge`` folds in the per-shard decode statuses, so the final ``manifest.tsv`` says, for
 every file the user gave, whether it reached a shard and if not, why.
+
+The workflow's rerun triggers of the data stage are one string each, not one Snakemake input
+per photo (which cost 0.2-0.3 ms of DAG building per photo, twice): ``folder_stamp`` for the
+scan of a local folder, ``shard_digest`` (read from the scan table) for each shard.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import functools
+import hashlib
 import logging
 import os
 import shutil
@@ -20,7 +26,7 @@ from pathlib import Path
 from . import split as splitmod
 from .files import sha256_file
 from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageDecodeError, check_size, is_image_name, read_header
-from .tsv import is_utf8_name, printable_name, read_tsv
+from .tsv import is_utf8_name, printable_name, read_tsv, unescape
 
 log = logging.getLogger("colorize.manifest")
 
@@ -82,6 +88,15 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
             if entry.name == SNAKEMAKE_MARKER:
                 continue
             rel = prefix + entry.name
+            if not entry.is_symlink() and is_utf8_name(entry.name):
+                # the common case, from the directory entry alone (no stat of the file)
+                if entry.is_file(follow_symlinks=False):
+                    if wanted(rel):
+                        files.append(rel)
+                    continue
+                if not entry.is_dir(follow_symlinks=False):
+                    refuse(rel, "not a regular file (fifo, socket or device)")
+                    continue
             path = Path(entry.path)
             is_link = entry.is_symlink()
             target = path.resolve() if is_link else path
@@ -121,6 +136,24 @@ def list_files(root, include=("**",), follow_external_links: bool = False) -> li
     """The usable files of ``walk``: sorted POSIX relative paths (non-images included: the
     manifest says why they were left out)."""
     return walk(root, include, follow_external_links).files
+
+
+def folder_stamp(root, include=("**",), follow_external_links: bool = False) -> str:
+    """A digest of what ``walk`` finds: each file's relative path, size and modification time
+    (ns; a link's target's), and each refused entry with its reason. It changes when a file is
+    added, removed, replaced or touched, so it is the workflow's rerun trigger of the scan: one
+    listing and one ``stat`` per file instead of every file as a Snakemake input."""
+    listing = walk(root, include, follow_external_links)
+    digest = hashlib.sha256()  # fields end with NUL, the one character no file name holds
+    for rel in listing.files:
+        try:
+            st = os.stat(os.path.join(root, rel))
+            digest.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\0".encode())
+        except OSError as e:  # vanished since the listing, or unreadable: the scan says so
+            digest.update(f"{rel}\0cannot stat\0{e.errno}\0".encode())
+    for rel, reason in listing.refused.items():
+        digest.update(f"{rel}\0refused\0{reason}\0".encode())
+    return digest.hexdigest()
 
 
 def copy_builtin(dest) -> list[Path]:
@@ -201,6 +234,57 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
 def shard_rows(scan_rows: list[dict], split: str, shard: str) -> list[dict]:
     """The rows of one shard, in manifest order."""
     return [r for r in scan_rows if r["status"] == OK and r["split"] == split and r["shard"] == shard]
+
+
+def _usable_lines(scan_tsv):
+    """(header, fields) of each usable row (status ok) of a scan table, a line at a time (a
+    table of a million photos is never held whole), the fields as written (escaped)."""
+    with open(scan_tsv, encoding="utf-8") as fh:
+        header = fh.readline().rstrip("\n").split("\t")
+        status = header.index("status")
+        for line in fh:
+            if not line.endswith("\n"):
+                break  # cut short (a writer killed mid-line), as read_tsv drops it
+            fields = line[:-1].split("\t")  # an escaped field holds no tab
+            if len(fields) == len(header) and fields[status] == OK:
+                yield header, fields
+
+
+def read_shard_rows(scan_tsv, split: str, shard: str) -> list[dict]:
+    """``shard_rows(read_tsv(scan_tsv), split, shard)``, parsing only that shard's rows."""
+    rows = []
+    for header, fields in _usable_lines(scan_tsv):
+        row = dict(zip(header, fields))
+        if row["split"] == split and row["shard"] == shard:
+            rows.append({k: unescape(v) for k, v in row.items()})
+    return rows
+
+
+EMPTY_SHARD = hashlib.sha256().hexdigest()  # the digest of a shard no photo is assigned to
+
+
+@functools.lru_cache(maxsize=4)
+def _shard_digests(scan_tsv: str, version: tuple) -> dict[tuple[str, str], str]:
+    digests = {}
+    for header, fields in _usable_lines(scan_tsv):
+        row = dict(zip(header, fields))
+        key = (row["split"], row["shard"])
+        if key not in digests:
+            digests[key] = hashlib.sha256()
+        digests[key].update(f"{row['relpath']}\t{row['sha256']}\n".encode())
+    return {key: d.hexdigest() for key, d in digests.items()}
+
+
+def shard_digest(scan_tsv, split: str, shard: str) -> str:
+    """A digest of the photos a scan table assigns to one shard: the relative path and sha256
+    of each, in table order. It changes exactly when the shard's content would (a photo of it
+    added, removed or edited), so the workflow passes it to the shard job as a parameter, its
+    rerun trigger, instead of every photo as an input. The table is parsed once per version
+    for all its shards, not once per shard job: a version is its inode, mtime and size (a table
+    is written to a new file and renamed into place, so a new one has a new inode)."""
+    st = os.stat(scan_tsv)
+    version = (st.st_ino, st.st_mtime_ns, st.st_size)
+    return _shard_digests(str(scan_tsv), version).get((split, shard), EMPTY_SHARD)
 
 
 def reason_category(status: str) -> str:

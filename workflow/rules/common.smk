@@ -116,6 +116,8 @@ wildcard_constraints:
     shard=r"\d{3}",
     model=r"[A-Za-z0-9_.-]+",
     evalset=r"[A-Za-z0-9_.-]+",
+    chunk=r"\d+",
+    n_chunks=r"\d+",
 
 
 DATASET = config["dataset"]["name"]
@@ -173,41 +175,45 @@ def raw_root(wildcards):
 
 
 def scan_inputs(wildcards):
-    """A local folder's files (so adding one reruns the scan), else the fetched folder."""
+    """The fetched folder; none for a local folder (read in place: `source_stamp` is the scan's
+    rerun trigger there, so its files are not Snakemake inputs)."""
     if is_local_folder(SOURCE):
-        from colorize.manifest import list_files
-
-        root = raw_root(wildcards)
-        patterns = config["dataset"]["include"]
-        links = config["dataset"]["follow_external_links"]
-        return [os.path.join(root, r) for r in list_files(root, patterns, links)]
+        return []
     return [f"resources/{wildcards.dataset}/raw"]
 
 
-def shard_images(wildcards):
-    """The raw files of one shard, in scan order, read from the scan: a shard's job reruns
-    when its own files change (added, removed, modified), not when another shard's do.
-    """
-    from colorize.manifest import shard_rows
+def source_stamp(wildcards):
+    """A local folder's listing as one digest (path, size, mtime of every file): adding,
+    removing or editing a photo changes it and reruns the scan. Empty for a fetched folder
+    (the fetch rule's output is the scan's input there)."""
+    if not is_local_folder(SOURCE):
+        return ""
+    from colorize.manifest import folder_stamp
+
+    return folder_stamp(
+        raw_root(wildcards),
+        config["dataset"]["include"],
+        config["dataset"]["follow_external_links"],
+    )
+
+
+def after_scan(wildcards):
+    """No file: it makes the shard job wait for the scan checkpoint. Until the scan has run,
+    Snakemake puts the scan table here as a checkpoint target (and the shard's first
+    evaluation is provisional); then it evaluates the job again, with `shard_members` read
+    from the new table."""
+    checkpoints.scan.get(dataset=wildcards.dataset)
+    return []
+
+
+def shard_members(wildcards):
+    """A digest of this shard's photos (path and sha256 of each, from the scan): the shard's
+    rerun trigger, so that it reruns when one of its photos is added, removed or edited and
+    not when another shard's is, without every photo as an input of its job."""
+    from colorize.manifest import shard_digest
 
     scan_tsv = checkpoints.scan.get(dataset=wildcards.dataset).output.tsv
-    root = raw_root(wildcards)
-    rows = shard_rows(scan_rows(scan_tsv), wildcards.split, wildcards.shard)
-    return [os.path.join(root, r["relpath"]) for r in rows]
-
-
-_SCAN_CACHE = {}
-
-
-def scan_rows(scan_tsv):
-    """The scan's rows, parsed once per version of the file (not once per shard job)."""
-    from colorize.tsv import read_tsv
-
-    key = (scan_tsv, os.stat(scan_tsv).st_mtime_ns)
-    if key not in _SCAN_CACHE:
-        _SCAN_CACHE.clear()
-        _SCAN_CACHE[key] = read_tsv(scan_tsv)
-    return _SCAN_CACHE[key]
+    return shard_digest(scan_tsv, wildcards.split, wildcards.shard)
 
 
 def shard_files(dataset, split, ext="h5"):
@@ -263,6 +269,49 @@ def eval_set_images(wildcards):
     ]
 
 
+def colorized_images(wildcards):
+    """The one tree every colorize chunk of a model writes its images into."""
+    return f"results/{wildcards.dataset}/colorized/{wildcards.model}/images"
+
+
+def colorize_excluded(wildcards):
+    """What colorize never takes as input even if the input folder holds it: the colorized
+    trees of every model (one exclusion for all models, so the folder is listed once).
+    """
+    return f"results/{wildcards.dataset}/colorized"
+
+
+def colorize_chunk_tables(wildcards):
+    """The status tables of the `colorize.chunks` chunks of a model's colorized folder."""
+    from colorize.chunks import chunk_status_name
+
+    n = config["colorize"]["chunks"]
+    return [
+        f"results/{wildcards.dataset}/colorized/{wildcards.model}/chunks/"
+        + chunk_status_name(k, n)
+        for k in range(1, n + 1)
+    ]
+
+
+_CHUNK_FINGERPRINTS = {}
+
+
+def colorize_chunk_members(wildcards):
+    """A fingerprint of the photos of one colorize chunk (names, sizes, modification times):
+    a param, so that adding, removing or changing a photo reruns its chunk's job only. The
+    folder is listed once per run of Snakemake, as the jobs list it (`chunks.folder_inputs`).
+    """
+    from colorize.chunks import check_chunk, chunk_fingerprints, folder_inputs
+
+    k, n = int(wildcards.chunk), int(wildcards.n_chunks)
+    check_chunk(k, n)
+    key = (config["colorize"]["input_dir"], colorize_excluded(wildcards), n)
+    if key not in _CHUNK_FINGERPRINTS:
+        inputs = folder_inputs(key[0], exclude=[key[1]])
+        _CHUNK_FINGERPRINTS[key] = chunk_fingerprints(inputs, n)
+    return _CHUNK_FINGERPRINTS[key][k]
+
+
 def model_settings(wildcards):
     """One `models:` entry: architecture and training settings (a change retrains only it).
     A model defined but not in `run_models` is trained when its files are asked for."""
@@ -274,6 +323,16 @@ def model_settings(wildcards):
         )
     check_model(wildcards.model)
     return config["models"][wildcards.model]
+
+
+def model_gpus(wildcards):
+    """GPUs (training processes) a model trains on: its `gpus:` setting, 1 when absent."""
+    return config["models"].get(wildcards.model, {}).get("gpus", 1)
+
+
+def per_gpu(amount):
+    """A training resource that grows with the model's GPUs: `amount` per GPU (threads, memory)."""
+    return lambda wildcards: amount * model_gpus(wildcards)
 
 
 def shipped_checkpoint():

@@ -26,6 +26,7 @@ checkpoint scan:
         tsv="results/{dataset}/scan.tsv",
     params:
         root=raw_root,
+        stamp=source_stamp,
         include=config["dataset"]["include"],
         follow_external_links=config["dataset"]["follow_external_links"],
         split=config["split"],
@@ -46,13 +47,16 @@ checkpoint scan:
 rule shard:
     """Decode, resize and convert one shard's images to Lab, into one HDF5 file."""
     input:
-        # ancient: a rescan that leaves this shard's files alone does not rebuild it.
+        # ancient: a rescan that leaves this shard's photos alone does not rebuild it
+        # (its members' digest, a param, does when they change).
         scan=ancient("results/{dataset}/scan.tsv"),
-        images=shard_images,
+        after_scan=after_scan,
     output:
         h5="results/{dataset}/shards/{split}-{shard}.h5",
         status="results/{dataset}/shards/{split}-{shard}.tsv",
     params:
+        members=shard_members,
+        root=raw_root,
         preprocess=preprocess_params(),
         compression=config["shard_compression"],
     resources:

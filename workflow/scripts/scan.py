@@ -1,4 +1,7 @@
-"""Stage 1 manifest: hash and header-check every file; assign split and shard."""
+"""Stage 1 manifest: hash and header-check every file; assign split and shard.
+
+params.stamp (a digest of a local folder's listing) is only the job's rerun trigger.
+"""
 
 from colorize.logs import snakemake_log
 from colorize.manifest import SCAN_COLUMNS, scan
