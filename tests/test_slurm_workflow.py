@@ -25,6 +25,8 @@ TIMEOUT_S = 900
 def _config():
     cfg = tiny_config("../photos")
     cfg["models"] = {"unet": cfg["models"]["unet"]}  # one model keeps the cluster run short
+    cfg["shipped_model"] = False
+    cfg["colorize"] = {"input_dir": "../photos", "chunks": 2}  # two GPU jobs, then the gather
     return cfg
 
 
@@ -65,10 +67,16 @@ def test_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     assert "gres/gpu=1" in info[train_jobs[0]]["AllocTRES"].split(","), info[train_jobs[0]]
     shard_jobs = [j for j in submitted if info[j].get("Comment", "").startswith("rule_shard")]
     assert shard_jobs and all("gres/gpu" not in info[j]["AllocTRES"] for j in shard_jobs)
+    # the folder to colorize went out as two chunk jobs with a GPU each, gathered by one more
+    chunk_jobs = [j for j in submitted if info[j].get("Comment", "").startswith("rule_colorize_folder")]
+    assert len(chunk_jobs) == 2 and all("gres/gpu=1" in info[j]["AllocTRES"].split(",") for j in chunk_jobs), info
+    assert stats.get("colorize_status") == "1", stats
 
     # the cluster's results equal the local run's
     for name in ("manifest.tsv", "summary.tsv"):
         assert (cluster / "results/tiny" / name).read_text() == (local / "results/tiny" / name).read_text()
+    status = [(w / "results/tiny/colorized/unet/status.tsv").read_text().splitlines() for w in (local, cluster)]
+    assert len(status[0]) == len(status[1]) == 9 and all("\tok\t" in row for row in status[1][1:]), status
     a, b = _shards(local), _shards(cluster)
     assert a.keys() == b.keys()
     for k in a:
