@@ -49,6 +49,13 @@ def print_table(rows: list[dict], title: str = "") -> None:
         print("| " + " | ".join(_fmt(r[c]).ljust(w) for c, w in zip(cols, widths)) + " |")
 
 
+def print_report(rows: list[dict], title: str) -> None:
+    """The machine, then the table under ``title`` with the load average at the end of the run
+    appended: on a shared machine the numbers mean little without it."""
+    print(f"machine: {machine()}")
+    print_table(rows, f"{title} (load average at the end {os.getloadavg()[0]:.1f})")
+
+
 def _fmt(v) -> str:
     if isinstance(v, float):
         return f"{v:,.3g}" if abs(v) < 100 else f"{v:,.0f}"

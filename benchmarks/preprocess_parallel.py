@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine, print_table  # noqa: E402
+from _common import print_report  # noqa: E402
 from preprocess import real_jpegs  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -135,10 +135,8 @@ def main() -> None:
                          "runs": " ".join(f"{t:.1f}" for t in ts), "img/s": len(paths) / med,
                          "speed-up": base / med, "CPU ms/img": 1000 * cpu_s / len(paths),
                          "cores busy (CPU/wall)": cpu_s / med})
-    print(f"machine: {machine()}")
-    load = os.getloadavg()
-    print_table(rows, f"preprocess scaling, mode={args.mode}, intel_natural n={len(paths)} "
-                      f"(load average at the end {load[0]:.1f}: other users share these cores)")
+    print_report(rows, f"preprocess scaling, mode={args.mode}, intel_natural n={len(paths)}; other users share "
+                       "these cores")
 
 
 if __name__ == "__main__":

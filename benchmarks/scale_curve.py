@@ -53,7 +53,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import SHARED_DATA, machine, print_table  # noqa: E402
+from _common import SHARED_DATA, print_report  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
@@ -292,7 +292,7 @@ def measure_scale(scale: int, n_files: int, source: Path, variant: str, tree: Pa
     row["-n, scan done: s"] = after_scan["seconds"] or killed
     row["MB "] = after_scan["main_mb"]
     stage_cols = ("data stage: s", "tree MB", "snakemake MB", "scan job s", "shard jobs s (sum)", "shard ms/img", "images in shards",
-                  "-n, complete: s", "MB  ")  # print_table's columns are the keys: the MB columns differ in spaces
+                  "-n, complete: s", "MB  ")  # print_report's columns are the keys: the MB columns differ in spaces
     if full:
         row.update(zip(stage_cols, (stage["seconds"], stage["tree_mb"], stage["main_mb"], scan_s, shards_s,
                                     1000 * shards_s / max(images, 1), images, done["seconds"], done["main_mb"])))
@@ -331,10 +331,8 @@ def main() -> None:
             for name, tree in variants:
                 rows.append(measure_scale(scale, n_files, source, name, tree, tmp, args, synth))
             shutil.rmtree(source)
-    print(f"machine: {machine()}")
-    load = os.getloadavg()
-    print_table(rows, f"data stage vs photo count (Intel set = {len(photos):,} photos; shards 8/2/2; "
-                      f"--cores {args.cores}; load average at the end {load[0]:.1f})")
+    print_report(rows, f"data stage vs photo count (Intel set = {len(photos):,} photos; shards 8/2/2; "
+                       f"--cores {args.cores})")
 
 
 if __name__ == "__main__":

@@ -190,7 +190,9 @@ def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, orde
     image is converted in bands of about ``BAND_PIXELS``: the float temporaries (and the
     full-size ab) stay a few megabytes, and in cache, whatever the photo's size.
     """
-    L = np.asarray(L) if np.asarray(L).dtype == np.uint16 else np.asarray(L, dtype=np.float32)
+    L = np.asarray(L)
+    if L.dtype != np.uint16:  # pack_lightness's: unpacked band by band
+        L = L.astype(np.float32, copy=False)
     ab = np.asarray(ab, dtype=np.float32)
     if ab.ndim == 3 and ab.shape[0] == 2 and ab.shape[-1] != 2:
         ab = np.moveaxis(ab, 0, -1)

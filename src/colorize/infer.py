@@ -115,8 +115,10 @@ def _image_files(root: str, recursive: bool, excluded: list[str]) -> Iterator[st
     """Relative names (with "/") of the image files under ``root``: os.scandir and strings, as
     pathlib's glob costs ~0.2 ms a file (4 s for 20,000 photos, paid by every dry run)."""
 
+    prefixes = [e.rstrip(os.sep) + os.sep for e in excluded]
+
     def inside(real: str) -> bool:
-        return any(real == e or real.startswith(e.rstrip(os.sep) + os.sep) for e in excluded)
+        return any(real == e or real.startswith(p) for e, p in zip(excluded, prefixes))
 
     seen: set[str] = set()  # real folders walked: a link back up the tree is walked once
     todo = [("", root)]

@@ -175,14 +175,14 @@ def raw_root(wildcards):
 
 
 def scan_inputs(wildcards):
-    """The fetched folder; none for a local folder (read in place: `source_stamp` is the scan's
+    """The fetched folder; none for a local folder (read in place: `scan_stamp` is the scan's
     rerun trigger there, so its files are not Snakemake inputs)."""
     if is_local_folder(SOURCE):
         return []
     return [f"resources/{wildcards.dataset}/raw"]
 
 
-def source_stamp(wildcards):
+def scan_stamp(wildcards):
     """A local folder's listing as one digest (path, size, mtime of every file): adding,
     removing or editing a photo changes it and reruns the scan. Empty for a fetched folder
     (the fetch rule's output is the scan's input there)."""

@@ -26,7 +26,7 @@ checkpoint scan:
         tsv="results/{dataset}/scan.tsv",
     params:
         root=raw_root,
-        stamp=source_stamp,
+        stamp=scan_stamp,
         include=config["dataset"]["include"],
         follow_external_links=config["dataset"]["follow_external_links"],
         split=config["split"],
