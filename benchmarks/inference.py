@@ -11,7 +11,8 @@ decode and encode overlapped with the model), on this machine's CPU (or ``--devi
 
 Both write full-resolution JPEGs; each runs in its own process (peak RSS is its own), after
 a warm-up on two images; medians of ``--repeats``. Models have random weights (speed only),
-except ``--arch shipped``.
+except ``--arch shipped`` (as ``colorize predict`` runs it: on a CPU, its ONNX twin in
+onnxruntime) and ``--arch shipped-torch`` (the same checkpoint in PyTorch).
 
     python benchmarks/inference.py --inputs 256 --n 64
     python benchmarks/inference.py --inputs full --n 12      # ~3000x2000 photos
@@ -57,14 +58,22 @@ def make_inputs(kind: str, n: int, out: Path) -> list[Path]:
 
 
 def _model(arch: str, device: str):
-    """(model, working size): the shipped checkpoint at the size it was trained at (as
-    ``colorize predict`` runs it), or random weights at the default 256."""
+    """(model, working size): ``shipped`` as ``colorize predict`` runs it (``load_for_inference``:
+    on a CPU its ONNX twin in onnxruntime, PyTorch never imported), ``shipped-torch`` the same
+    checkpoint in PyTorch, else random weights at the default 256."""
+    if arch == "shipped":
+        from colorize.runtime import working_size
+        from colorize.shipped import load_for_inference
+
+        model, ckpt = load_for_inference(None, device)
+        return model, working_size(ckpt)
     import torch
 
     from colorize.checkpoint import DEFAULT_SIZE, load_model, working_size
     from colorize.device import to_device_format
 
-    if arch == "shipped":
+    torch.set_num_threads(os.cpu_count() or 1)
+    if arch == "shipped-torch":
         from colorize.shipped import SHIPPED
 
         model, ckpt = load_model(SHIPPED, device)
@@ -113,9 +122,6 @@ def run_batched(model, paths, out: Path, size: int, batch_size) -> int:
 def child(method: str, listfile: str, arch: str, device: str, out: str, batch_size: int) -> None:
     import resource
 
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
     if method == "batched":
         from colorize.infer import one_malloc_arena
 
@@ -128,6 +134,8 @@ def child(method: str, listfile: str, arch: str, device: str, out: str, batch_si
     t0 = time.perf_counter()
     n = fn(model, paths, out / "run", size, batch_size or None)
     if device.startswith("cuda"):
+        import torch
+
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     print(json.dumps({"n": n, "seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -149,7 +157,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--inputs", choices=["256", "full"], default="256")
     ap.add_argument("--n", type=int, default=None, help="photos (default 64 at 256, 12 full)")
-    ap.add_argument("--arch", default="unet", choices=["unet", "seed_ae", "shipped"])
+    ap.add_argument("--arch", default="unet", choices=["unet", "seed_ae", "shipped", "shipped-torch"])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--batch-size", type=int, default=0, help="0: colorize_files' default for the device")
     ap.add_argument("--repeats", type=int, default=3)
@@ -181,7 +189,8 @@ def main() -> None:
                      "peak RSS MB": r["rss"]})
     print(f"machine: {machine()}")
     size = "256x256" if args.inputs == "256" else "3000x2000"
-    weights = "trained weights" if args.arch == "shipped" else "random weights"
+    weights = {"shipped": "trained weights, as colorize predict runs it (onnxruntime on a CPU)",
+               "shipped-torch": "trained weights, in PyTorch"}.get(args.arch, "random weights")
     print_table(rows, f"inference: {args.arch} ({weights}), {size} JPEG in and out, device {args.device}, "
                       f"median of {args.repeats}")
 

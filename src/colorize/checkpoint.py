@@ -32,12 +32,13 @@ import torch
 from torch import nn
 
 from . import __version__
+from .colorspace import DEFAULT_SIZE  # noqa: F401 (where callers have always found it)
+from .runtime import CheckpointError, working_size  # noqa: F401 (likewise; defined without PyTorch)
 from .device import configure_backends, pick_device, to_device_format
 from .files import atomic_torch_save
 from .models import ModelConfig, build_model
 
 FORMAT_VERSION = 1
-DEFAULT_SIZE = 256  # the seed's working size; a checkpoint's own size wins when it records one
 
 
 def make_checkpoint(model, optimizer, model_cfg, train_cfg, data: dict, epoch: int, best_val_psnr,
@@ -61,10 +62,6 @@ def make_checkpoint(model, optimizer, model_cfg, train_cfg, data: dict, epoch: i
 def save_checkpoint(ckpt: dict, path) -> Path:
     """Write atomically (``files.atomic_path``): a killed job never leaves half a checkpoint."""
     return atomic_torch_save(ckpt, path)
-
-
-class CheckpointError(ValueError):
-    """A file that is not a loadable colorize checkpoint; the message names the file and why."""
 
 
 def read_checkpoint(path, map_location="cpu") -> dict:
@@ -134,23 +131,10 @@ def load_model(checkpoint, device: str | torch.device | None = None) -> tuple[nn
 
 def _load_onnx(path: Path) -> tuple[nn.Module, dict]:
     from .export import OnnxModel
+    from .runtime import open_onnx
 
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        model = OnnxModel(path)
-    except ImportError:
-        raise
-    except Exception as e:  # onnxruntime's errors for a file that is not a model
-        raise CheckpointError(f"{path}: not a loadable ONNX model ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
+    model = OnnxModel(open_onnx(path))
     return model.eval(), model.checkpoint_info()
-
-
-def working_size(ckpt: dict, default: int = DEFAULT_SIZE) -> int:
-    """The square size a checkpoint's model works at: its recorded ``image_size``, else ``default``."""
-    size = ckpt.get("image_size") or (ckpt.get("train_config") or {}).get("image_size")
-    return int(size) if size else int(default)
 
 
 def _fmt(value) -> str:

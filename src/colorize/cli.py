@@ -261,9 +261,12 @@ def _fail(parser, message: str):
     raise SystemExit(2)
 
 
-def _load(args, parser):
-    from .checkpoint import CheckpointError, load_model, working_size
-    from .shipped import resolve_checkpoint
+def _load(args, parser, files: bool = False):
+    """The model of ``--model`` (default: the shipped one) and its working size; ``files``: as
+    file inference runs it (``shipped.load_for_inference``: on a CPU, the shipped model and any
+    .onnx file in onnxruntime, without importing PyTorch)."""
+    from .runtime import CheckpointError, working_size
+    from .shipped import load_for_inference, resolve_checkpoint
 
     if args.model is None:
         try:
@@ -275,7 +278,12 @@ def _load(args, parser):
     if args.model.suffix.lower() == ".onnx" and args.device == "cuda":
         log.warning("%s runs with onnxruntime on the CPU; --device cuda applies to PyTorch checkpoints", args.model)
     try:
-        model, ckpt = load_model(args.model, args.device)
+        if files:
+            model, ckpt = load_for_inference(args.model, args.device, getattr(args, "chroma_gain", None))
+        else:
+            from .checkpoint import load_model
+
+            model, ckpt = load_model(args.model, args.device)
     except ImportError as e:
         _fail(parser, f"--model {e}")
     except CheckpointError as e:
@@ -303,8 +311,8 @@ def cmd_predict(args, parser) -> int:
 
     status = args.status or args.output / (chunk_status_name(*args.chunk) if args.chunk else "status.tsv")
     _writable(parser, args.output, status.parent)
-    one_malloc_arena()  # before torch starts its threads (loading the model)
-    model, size, _ = _load(args, parser)
+    one_malloc_arena()  # before torch or onnxruntime start their threads (loading the model)
+    model, size, _ = _load(args, parser, files=True)
     if args.chroma_gain is not None:
         head = getattr(model, "head", None)
         if head is None:

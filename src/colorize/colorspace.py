@@ -16,6 +16,7 @@ import numpy as np
 L_CENTER = 50.0  # L is 0..100; centre it on 0
 L_SCALE = 50.0  # ... and scale it to about -1..1
 AB_SCALE = 128.0  # a and b are about -128..127; the seed's target is ab / 128
+DEFAULT_SIZE = 256  # the seed's working size (the model's square input); a checkpoint's own size wins
 
 COLOR_CONVERSION = "OpenCV cvtColor COLOR_RGB2Lab on float32 RGB in [0,1] (D65)"
 
@@ -49,18 +50,85 @@ def lab_planes(img: np.ndarray, order: str = "RGB") -> np.ndarray:
 def lightness(img: np.ndarray, order: str = "RGB", dtype=np.float32) -> np.ndarray:
     """HxWx3 uint8 image -> HxW float32 Lab L (0..100), contiguous: ``rgb_to_lab(img)[..., 0]``
     without laying out a and b (inference needs only L at full resolution). ``dtype`` np.uint16:
-    ``pack_lightness`` of it, half the memory, for holding many full-size photos."""
+    ``pack_lightness`` of it, half the memory, for holding many full-size photos; for a photo
+    of a few megapixels (or once the table exists) read from a table of every colour's packed L
+    (``_lightness_table``: OpenCV's own values, so the same bits, at one read per pixel)."""
     if img.dtype != np.uint8:
         raise TypeError(f"expected a uint8 image, got {img.dtype}")
     h, w = img.shape[:2]
+    packed = np.dtype(dtype) == np.uint16
+    if packed and img.ndim == 3 and img.shape[2] == 3 and (h * w >= TABLE_LIGHTNESS_PIXELS
+                                                             or _lightness_table.cache_info().currsize):
+        kernels = _kernels()
+        if kernels is not None:
+            out = np.empty((h, w), np.uint16)
+            kernels.lightness_from_table(img, _lightness_table(), order == "BGR", out)
+            return out
     rows = max(1, BAND_PIXELS // max(w, 1))
-    pack = pack_lightness if np.dtype(dtype) == np.uint16 else (lambda x: x)
+    pack = pack_lightness if packed else (lambda x: x)
     if rows >= h:
         return pack(cv2.extractChannel(_lab_uint8(img, order), 0))
     L = np.empty((h, w), dtype)  # in bands: the float Lab temporary stays small (per pixel: same bits)
     for top in range(0, h, rows):
         L[top : top + rows] = pack(cv2.extractChannel(_lab_uint8(img[top : top + rows], order), 0))
     return L
+
+
+TABLE_LIGHTNESS_PIXELS = 1 << 21  # from 2 MP the table (built once, ~0.1 s) is paid back in the first photo
+
+# OpenCV converts float sRGB to Lab by trilinear interpolation in a table of its own (imgproc
+# color_lab.cpp, RGB2Lab_f with "useInterpolation"): each channel scaled to 0..2^14 and rounded,
+# a 33^3 grid of integer Lab values, 4-bit integer weights, rounded back (the reason its L
+# differs from CIE's formula by up to 0.19).
+_LAB_BASE, _LAB_GRID = 1 << 14, 33
+
+
+@functools.lru_cache(maxsize=1)
+def _lightness_table() -> np.ndarray:
+    """2^24 uint16: ``lightness(px, "BGR", np.uint16)`` of the colour with bytes b | g << 8 | r << 16
+    (32 MB). The grid's L values are read back from OpenCV (its conversion of the 33^3 grid
+    colours, where the interpolation is the identity) and ``kernels.fill_lightness_table``
+    interpolates them as OpenCV does; a sample is checked against OpenCV itself, and if that
+    ever differs (another OpenCV) every colour is converted by OpenCV instead (~0.3 s)."""
+    nodes = np.arange(_LAB_GRID, dtype=np.float32) / np.float32(_LAB_GRID - 1)
+    rgb = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), -1).reshape(1, -1, 3)
+    grid_L = cv2.extractChannel(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), 0).reshape(-1).astype(np.float64)
+    grid = np.rint(grid_L * (_LAB_BASE / 100)).astype(np.int32).reshape((_LAB_GRID,) * 3)
+    # a channel's fixed-point value: _lab_uint8's float32 scaling, then OpenCV's cvRound(x * 2^14)
+    fixed = np.rint(np.arange(256, dtype=np.float32) * np.float32(1 / 255) * np.float32(_LAB_BASE)).astype(np.int32)
+    packed = pack_lightness(np.arange(_LAB_BASE + 1, dtype=np.float32) * np.float32(100 / _LAB_BASE))
+    table = np.empty(1 << 24, np.uint16)
+    _kernels().fill_lightness_table(grid, fixed, packed, table)
+    sample = np.random.default_rng(0).integers(0, 1 << 24, 1 << 16).astype(np.uint32)
+    px = sample.view(np.uint8).reshape(-1, 4)[None, :, :3]  # little-endian bytes: b, g, r
+    if not np.array_equal(table[sample], _lightness_opencv(np.ascontiguousarray(px), "BGR").reshape(-1)):
+        for r in range(256):  # this OpenCV converts otherwise: every colour through it, 64 K at a time
+            px = np.empty((1, 1 << 16, 3), np.uint8)
+            px[0, :, 0] = np.tile(np.arange(256, dtype=np.uint8), 256)
+            px[0, :, 1] = np.repeat(np.arange(256, dtype=np.uint8), 256)
+            px[0, :, 2] = r
+            table[r << 16 : (r + 1) << 16] = _lightness_opencv(px, "BGR").reshape(-1)
+    return table
+
+
+def _lightness_opencv(img: np.ndarray, order: str) -> np.ndarray:
+    """Packed L of a small uint8 image by OpenCV's float conversion."""
+    return pack_lightness(cv2.extractChannel(_lab_uint8(img, order), 0))
+
+
+@functools.lru_cache(maxsize=1)
+def _kernels():
+    """The numba loops (``colorize.kernels``), or None where numba cannot be imported (then the
+    OpenCV paths, slower, give the same L and the same colours within one level)."""
+    try:
+        from . import kernels
+    except ImportError as e:  # numba is a dependency; a broken install still colorizes
+        import logging
+
+        logging.getLogger("colorize").warning("numba unavailable (%s): full-size conversions take "
+                                              "the slower OpenCV path", e)
+        return None
+    return kernels
 
 
 L_UINT16_SCALE = 655.35  # L as uint16 (``pack_lightness``): 0..100 -> 0..65535, steps of 0.0015
@@ -175,7 +243,8 @@ def fit_gamut(lab: np.ndarray, tol: float = 1e-3) -> tuple[np.ndarray, np.ndarra
     return out, fit
 
 
-def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, order: str = "RGB") -> np.ndarray:
+def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, order: str = "RGB",
+               engine: str = "auto") -> np.ndarray:
     """L (HxW) and ab (hxwx2 or 2xhxw) in Lab units -> HxWx3 uint8 RGB (rounded, clipped), or
     BGR with ``order="BGR"`` (what OpenCV encodes, without a channel swap after). L may be
     uint16 from ``pack_lightness``. ab of another size than L is resized to it bilinearly
@@ -189,7 +258,13 @@ def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, orde
     and a second conversion run on those pixels alone. Every step is per pixel, so a large
     image is converted in bands of about ``BAND_PIXELS``: the float temporaries (and the
     full-size ab) stay a few megabytes, and in cache, whatever the photo's size.
+
+    ``engine``: with ``keep_lightness``, "auto" runs the one-pass numba loop
+    (``kernels.lab_to_rgb8``: the same fit, in float64, the sRGB curve rounded exactly; within
+    one level of "opencv", the band-wise OpenCV conversion above, which is ~3x slower).
     """
+    if engine not in ("auto", "opencv"):
+        raise ValueError(f"engine must be 'auto' or 'opencv', not {engine!r}")
     L = np.asarray(L)
     if L.dtype != np.uint16:  # pack_lightness's: unpacked band by band
         L = L.astype(np.float32, copy=False)
@@ -198,6 +273,9 @@ def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, orde
         ab = np.moveaxis(ab, 0, -1)
     code = {"RGB": cv2.COLOR_Lab2RGB, "BGR": cv2.COLOR_Lab2BGR}[order]
     h, w = L.shape
+    kernels = _kernels() if keep_lightness and engine == "auto" else None
+    if kernels is not None:
+        return _lab_to_rgb_kernel(kernels, np.ascontiguousarray(L), ab, order)
     rows_of = (lambda band: ab[band]) if ab.shape[:2] == (h, w) else _UpsampledRows(ab, h, w)
     out = np.empty((h, w, 3), np.uint8)
     rows = max(1, BAND_PIXELS // max(w, 1))
@@ -205,6 +283,43 @@ def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, orde
         band = slice(top, min(h, top + rows))
         out[band] = _lab_band_to_rgb(L[band], rows_of(band), keep_lightness, code)
     return out
+
+
+def _lab_to_rgb_kernel(kernels, L: np.ndarray, ab: np.ndarray, order: str) -> np.ndarray:
+    """``lab_to_rgb(keep_lightness=True)`` by ``kernels.lab_to_rgb8``: ab's columns resized once
+    per plane (h x W, as ``_UpsampledRows``), its rows interpolated inside the loop."""
+    h, w = L.shape
+    if ab.shape[:2] == (h, w):  # full size already: row y is ab[y] (+ 0 x itself)
+        a_cols, b_cols = (np.ascontiguousarray(ab[..., c]) for c in (0, 1))
+        a_step, b_step = a_cols, b_cols
+        src, frac = np.arange(h), np.zeros(h, np.float32)
+    else:
+        (a_cols, a_step), (b_cols, b_step) = (_column_resized(ab[..., c], w) for c in (0, 1))
+        src, frac = _source_rows(ab.shape[0], h)
+    scale = 1.0 / L_UINT16_SCALE if L.dtype == np.uint16 else 1.0
+    out = np.empty((h, w, 3), np.uint8)
+    kernels.lab_to_rgb8(L, scale, a_cols, a_step, b_cols, b_step, src, frac, True, _gamut_table(), 1e-3,
+                        order == "BGR", out)
+    return out
+
+
+def _column_resized(plane: np.ndarray, W: int) -> tuple[np.ndarray, np.ndarray]:
+    """One h x w plane resized to h x W (bilinear, as cv2.resize), and each row's difference to
+    the next (the last: 0): a row between rows s and s + 1 is ``cols[s] + frac * step[s]``."""
+    cols = cv2.resize(np.ascontiguousarray(plane), (W, plane.shape[0]), interpolation=cv2.INTER_LINEAR)
+    cols = cols.reshape(plane.shape[0], W)
+    step = np.zeros_like(cols)
+    step[:-1] = cols[1:] - cols[:-1]
+    return cols, step
+
+
+def _source_rows(h: int, H: int) -> tuple[np.ndarray, np.ndarray]:
+    """For resizing h rows to H bilinearly (half-pixel centres, as cv2.resize): each output row's
+    upper source row and the fraction of the way to the next (0 at the edges: replicated)."""
+    y = ((np.arange(H) + 0.5) * (h / H) - 0.5).astype(np.float32)  # OpenCV's source row, in float32 as it
+    src = np.clip(np.floor(y).astype(np.int64), 0, h - 1)
+    frac = np.where((y < 0) | (y >= h - 1), np.float32(0), y - np.floor(y)).astype(np.float32)
+    return src, frac
 
 
 class _UpsampledRows:
@@ -218,9 +333,7 @@ class _UpsampledRows:
         self.cols = cv2.resize(np.ascontiguousarray(ab), (W, h), interpolation=cv2.INTER_LINEAR).reshape(h, W, 2)
         self.step = np.zeros_like(self.cols)
         self.step[:-1] = self.cols[1:] - self.cols[:-1]
-        y = ((np.arange(H) + 0.5) * (h / H) - 0.5).astype(np.float32)  # OpenCV's source row, in float32 as it
-        self.src = np.clip(np.floor(y).astype(np.int64), 0, h - 1)
-        self.frac = np.where((y < 0) | (y >= h - 1), np.float32(0), y - np.floor(y))
+        self.src, self.frac = _source_rows(h, H)
 
     def __call__(self, band: slice) -> np.ndarray:
         out = np.empty((band.stop - band.start,) + self.cols.shape[1:], np.float32)

@@ -10,11 +10,14 @@ is a no-op (TF "same" padding is constant for sizes divisible by the stride), wh
 it is exact for all of them.
 
 The file carries what inference needs as metadata: ``image_size`` (the working size),
-``size_multiple``, ``model_config`` and ``card`` (JSON), ``colorize_version``.
+``size_multiple``, ``model_config`` and ``card`` (JSON), ``colorize_version``, and the source
+model's identity (``weights_digest``, ``head_options``: ``runtime``), so that its outputs and
+the checkpoint's count as the same model's.
 
-``OnnxModel`` is an ``nn.Module`` adapter around an onnxruntime session, so the same
-``predict``/``infer`` code drives both (``checkpoint.load_model`` returns one for a ``.onnx``
-path). onnxruntime is an optional extra: ``pip install -e .[onnx]`` (pinned in envs/).
+``OnnxModel`` is an ``nn.Module`` adapter around ``runtime.OnnxColorizer``, for the evaluation
+code (``checkpoint.load_model`` returns one for a ``.onnx`` path); file inference runs the
+``OnnxColorizer`` without PyTorch. onnxruntime is pinned in envs/requirements.txt (and is the
+``[onnx]`` extra of a bare ``pip install``).
 """
 
 from __future__ import annotations
@@ -24,16 +27,14 @@ import json
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from . import __version__
-from .files import atomic_path, sha256_file
+from .files import atomic_path
+from .runtime import INPUT, OUTPUT, OnnxColorizer, head_options, weights_digest
 
 OPSET = 17
-INPUT, OUTPUT = "L_norm", "ab_norm"
 
 
 class _InferencePath(nn.Module):
@@ -68,7 +69,8 @@ def _static_same_padding(model: nn.Module) -> nn.Module:
 
 def export_onnx(model: nn.Module, ckpt: dict, out, *, trace_size: int | None = None) -> Path:
     """Write ``model`` (eval mode, CPU, float32) as ONNX to ``out``; ``ckpt`` supplies the metadata."""
-    model = _static_same_padding(model.float().cpu().eval()).eval()
+    source = model.float().cpu().eval()
+    model = _static_same_padding(source).eval()
     multiple = int(getattr(model, "size_multiple", 1))
     size = trace_size or max(multiple, 64 // multiple * multiple)
     example = torch.zeros(1, 1, size, size)
@@ -87,6 +89,9 @@ def export_onnx(model: nn.Module, ckpt: dict, out, *, trace_size: int | None = N
             "model_config": json.dumps(ckpt.get("model_config") or {}, sort_keys=True),
             "card": json.dumps(ckpt.get("card") or {}, sort_keys=True, default=str),
             "colorize_version": __version__,
+            # the exported model's identity is the checkpoint's: --resume takes either's outputs
+            "weights_digest": weights_digest(source),
+            "head_options": json.dumps(head_options(source), sort_keys=True),
         }
         for key, value in meta.items():
             entry = proto.metadata_props.add()
@@ -96,43 +101,27 @@ def export_onnx(model: nn.Module, ckpt: dict, out, *, trace_size: int | None = N
 
 
 class OnnxModel(nn.Module):
-    """An exported colorizer behind the ``nn.Module`` interface ``predict`` uses: ``forward``
-    returns normalised ab, ``ab_from_output`` is the identity. Runs on the CPU."""
+    """An exported colorizer (``runtime.OnnxColorizer``) behind the ``nn.Module`` interface the
+    evaluation code uses: ``forward`` returns normalised ab, ``ab_from_output`` is the identity.
+    Runs on the CPU. (File inference takes the ``OnnxColorizer`` itself, without PyTorch.)"""
 
     def __init__(self, path, threads: int | None = None):
+        """``path``: an .onnx file, or an ``OnnxColorizer`` already open."""
         super().__init__()
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ImportError(f"{path}: running an ONNX model needs onnxruntime: pip install -e .[onnx] "
-                              "(pinned in envs/requirements.txt)") from None
-        self.path = Path(path)
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
-        self.size_multiple = int(self.meta.get("size_multiple") or 1)
-        # the weights' identity, so that --resume sees a changed file (status.run_settings)
-        digest = bytes.fromhex(sha256_file(self.path))
-        self.register_buffer("onnx_sha256", torch.frombuffer(bytearray(digest), dtype=torch.uint8))
+        self.runner = path if isinstance(path, OnnxColorizer) else OnnxColorizer(path, threads)
+        self.path, self.meta, self.size_multiple = self.runner.path, self.runner.meta, self.runner.size_multiple
 
     def checkpoint_info(self) -> dict:
-        """What ``checkpoint.load_model`` returns beside the model for a checkpoint file."""
-        size = self.meta.get("image_size")
-        return {"image_size": int(size) if size else None,
-                "model_config": json.loads(self.meta.get("model_config") or "{}"),
-                "card": json.loads(self.meta.get("card") or "{}"), "format": "onnx",
-                "library_version": self.meta.get("colorize_version")}  # fmt: skip
+        return self.runner.checkpoint_info()
+
+    def weights_digest(self) -> str:
+        return self.runner.weights_digest()
+
+    def head_options(self) -> dict:
+        return self.runner.head_options()
 
     def forward(self, L_norm: torch.Tensor) -> torch.Tensor:
-        h, w = L_norm.shape[-2:]
-        m = self.size_multiple
-        x = L_norm.float().cpu()
-        if h % m or w % m:
-            x = F.pad(x, (0, (-w) % m, 0, (-h) % m), mode="replicate")
-        out = self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(x.numpy())})[0]
-        return torch.from_numpy(out[..., :h, :w])
+        return torch.from_numpy(self.runner.predict_normalized(L_norm.float().cpu().numpy()))
 
     def ab_from_output(self, out: torch.Tensor) -> torch.Tensor:
         return out

@@ -22,11 +22,9 @@ from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from .checkpoint import DEFAULT_SIZE
-from .colorspace import lightness
+from .colorspace import DEFAULT_SIZE, lightness
 from .files import atomic_write_bytes
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image
 from .predict import batch_size_for, predict_ab, recombine, working_l
@@ -181,7 +179,7 @@ def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quali
 
 
 def colorize_files(
-    model: torch.nn.Module,
+    model,
     inputs: Sequence[Path | str | tuple[Path | str, str | PurePath]],
     output_dir,
     *,
@@ -197,8 +195,9 @@ def colorize_files(
 ) -> Results:
     """Colorize image files into ``output_dir``, keeping their relative names; never stops on a bad file.
 
-    ``inputs`` are paths, or (path, relative output name) pairs as ``collect_inputs`` makes.
-    A plain path is named relative to ``root`` when given (it must lie under it), else by its
+    ``model`` is a PyTorch colorizer or a ``runtime.OnnxColorizer`` (then PyTorch is never
+    imported). ``inputs`` are paths, or (path, relative output name) pairs as ``collect_inputs``
+    makes. A plain path is named relative to ``root`` when given (it must lie under it), else by its
     file name. Outputs keep the input's extension when OpenCV can write it (JPEG at
     ``jpeg_quality``), else become .png. Two inputs that would write the same output are an
     error for the second, and an output that would replace its own input is an error: never a

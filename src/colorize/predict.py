@@ -13,19 +13,24 @@ report's grids build on these functions; none of them is imported here.
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import cv2
 import numpy as np
-import torch
 
-from .checkpoint import DEFAULT_SIZE
-from .colorspace import denormalize_ab, lab_to_rgb, lightness, normalize_l, unpack_lightness
-from .device import autocast, to_device_format
+from .colorspace import DEFAULT_SIZE, denormalize_ab, lab_to_rgb, lightness, normalize_l, unpack_lightness
 from .imageio import as_rgb_uint8
 
+if TYPE_CHECKING:  # a model is a torch.nn.Module, or a runtime.OnnxColorizer (no PyTorch needed)
+    import torch
 
-def model_device(model: torch.nn.Module) -> torch.device:
+
+def model_device(model) -> torch.device | str:
+    """The device a model runs on: a torch.device, or "cpu" for an ``OnnxColorizer``."""
+    if hasattr(model, "predict_normalized"):
+        return model.device_type
+    import torch
+
     try:
         return next(model.parameters()).device
     except StopIteration:
@@ -44,8 +49,14 @@ def working_l(L: np.ndarray, size: int) -> np.ndarray:
     return normalize_l(unpack_lightness(small).astype(np.float32, copy=False))
 
 
-def predict_ab(model: torch.nn.Module, L_norm: np.ndarray) -> np.ndarray:
+def predict_ab(model, L_norm: np.ndarray) -> np.ndarray:
     """Normalised L batch (B, S, S) -> ab in Lab units (B, 2, S, S) float32, on the model's device."""
+    if hasattr(model, "predict_normalized"):  # runtime.OnnxColorizer
+        return denormalize_ab(model.predict_normalized(L_norm))
+    import torch
+
+    from .device import autocast, to_device_format
+
     device = model_device(model)
     x = torch.from_numpy(np.ascontiguousarray(L_norm, dtype=np.float32)[:, None])
     if device.type == "cuda":
@@ -73,7 +84,7 @@ def recombine(L_full: np.ndarray, ab_small: np.ndarray, order: str = "RGB") -> n
 def default_batch_size(device: torch.device) -> int:
     """Images per forward pass when the caller does not say: 16 on CUDA; 4 on CPU, where
     batches of 16 measured about 2x slower per image than batches of 1-8 (cache misses)."""
-    return 16 if torch.device(device).type == "cuda" else 4
+    return 16 if str(getattr(device, "type", device)).split(":")[0] == "cuda" else 4
 
 
 def batch_size_for(model: torch.nn.Module, batch_size: int | None) -> int:

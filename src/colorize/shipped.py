@@ -24,6 +24,9 @@ from pathlib import Path
 
 SHIPPED_NAME = "colorize-effnet-lite0.pt"
 SHIPPED = Path(__file__).with_name("shipped") / SHIPPED_NAME
+# Its ONNX export (``export_twin``, committed beside it): what ``colorize predict`` runs on a CPU,
+# in onnxruntime without importing PyTorch (``load_for_inference``).
+SHIPPED_ONNX = SHIPPED.with_suffix(".onnx")
 
 
 def resolve_checkpoint(source: str | os.PathLike | None) -> Path:
@@ -33,6 +36,39 @@ def resolve_checkpoint(source: str | os.PathLike | None) -> Path:
             raise FileNotFoundError(f"the shipped model {SHIPPED} is missing from this installation")
         return SHIPPED
     return Path(source)
+
+
+def load_for_inference(source=None, device: str | None = "auto", chroma_gain: float | None = None):
+    """(model, checkpoint info) for file inference (``colorize predict``, the workflow's
+    ``colorize_folder``): a ``.onnx`` file, or the shipped model on a CPU (``device`` "cpu", or
+    "auto" on a machine without an NVIDIA driver) with its decoding as shipped, runs as a
+    ``runtime.OnnxColorizer`` (PyTorch never imported); anything else, or onnxruntime missing,
+    as ``checkpoint.load_model``'s PyTorch module. Raises what those raise."""
+    from .runtime import gpu_present, open_onnx
+
+    path = resolve_checkpoint(source)
+    cpu = device == "cpu" or (device in (None, "auto") and not gpu_present())
+    onnx = path if path.suffix.lower() == ".onnx" else (SHIPPED_ONNX if path == SHIPPED and cpu else None)
+    if onnx is not None and onnx.is_file() and (chroma_gain is None or onnx == path):
+        try:
+            model = open_onnx(onnx)
+        except ImportError:
+            if onnx == path:
+                raise
+        else:
+            return model, model.checkpoint_info()
+    from .checkpoint import load_model
+
+    return load_model(path, device)
+
+
+def export_twin(checkpoint=SHIPPED) -> Path:
+    """Write a shipped checkpoint's ONNX export beside it (``SHIPPED_ONNX`` for ``SHIPPED``)."""
+    from .checkpoint import load_model
+    from .export import export_onnx
+
+    model, ckpt = load_model(checkpoint, "cpu")
+    return export_onnx(model, ckpt, Path(checkpoint).with_suffix(".onnx"))
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -45,7 +81,8 @@ def git_commit(repo: Path | None = None) -> str:
 
 
 def release(checkpoint, out, card: dict | None = None) -> Path:
-    """A training checkpoint (``best.pt``) -> the shipped form: fp16 weights, no optimiser, a card."""
+    """A training checkpoint (``best.pt``) -> the shipped form: fp16 weights, no optimiser, a
+    card; and its ONNX twin beside it (``export_twin``)."""
     from .checkpoint import read_checkpoint, save_checkpoint
     from .pretrained import weights_sha256
 
@@ -78,17 +115,22 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
     shipped["card"] = json.loads(json.dumps(info, default=str))  # plain types only (weights_only)
     out = Path(out)
     save_checkpoint(shipped, out)
+    export_twin(out)
     return out
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m colorize.shipped", description=release.__doc__)
     ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("out", type=Path)
+    ap.add_argument("out", type=Path, nargs="?", help="the shipped .pt to write (without it: --twin)")
     ap.add_argument("--card", type=Path, help="JSON file of extra model-card fields (metrics, data, terms)")
+    ap.add_argument("--twin", action="store_true", help="only (re)write CHECKPOINT's ONNX twin beside it")
     args = ap.parse_args(argv)
-    card = json.loads(args.card.read_text()) if args.card else None
-    path = release(args.checkpoint, args.out, card)
+    if args.twin or args.out is None:
+        path = export_twin(args.checkpoint)
+    else:
+        card = json.loads(args.card.read_text()) if args.card else None
+        path = release(args.checkpoint, args.out, card)
     print(f"{path}: {path.stat().st_size / 1e6:.1f} MB")
     return 0
 
