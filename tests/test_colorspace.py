@@ -42,24 +42,28 @@ def _predicted_like(gain: float, seed: int = 1):
 
 
 @pytest.mark.fast_path
+@pytest.mark.parametrize("engine", ["auto", "opencv"])
 @pytest.mark.parametrize("gain", [1.0, 3.0, 6.0])
-def test_gamut_table_matches_the_exact_bisection_better_than_the_old_conversion(gain):
+def test_gamut_table_matches_the_exact_bisection_better_than_the_old_conversion(gain, engine):
     """Out-of-gamut colours are shrunk to the gamut's chroma from a table (issue 13): within 1
     level of a 20-step bisection per pixel, closer to it than the conversion it replaced (a
     6-step bisection: up to 1/64 of the chroma short), and in-gamut pixels are the plain
-    conversion, bit for bit."""
+    conversion (bit for bit in OpenCV; the numba loop rounds the exact sRGB curve: within a
+    level, at rounding ties)."""
     from colorize.colorspace import _in_gamut
     from helpers import lab_to_rgb_exact, lab_to_rgb_reference
 
     L, ab = _predicted_like(gain)
-    new, exact, old = lab_to_rgb(L, ab, keep_lightness=True), lab_to_rgb_exact(L, ab), lab_to_rgb_reference(L, ab)
+    new, exact = lab_to_rgb(L, ab, keep_lightness=True, engine=engine), lab_to_rgb_exact(L, ab)
+    old = lab_to_rgb_reference(L, ab)
     err = lambda rgb: np.abs(rgb.astype(int) - exact.astype(int)).max(axis=-1)  # noqa: E731
     out = ~_in_gamut(np.dstack([L, ab]).reshape(-1, 3), 1e-3).reshape(L.shape)
     assert out.mean() > 0.02 or gain == 1.0  # at x3 and x6 the case is real
     assert (err(new)[out] > 1).sum() <= 0.001 * out.sum()  # out of gamut: as the exact answer
     assert err(new).max() <= 4
-    assert err(new).mean() <= err(old).mean()
-    assert np.array_equal(new[~out], lab_to_rgb(L, ab)[~out])  # in gamut: untouched
+    assert not out.any() or err(new)[out].mean() <= err(old)[out].mean()  # the table beats the old search
+    plain = lab_to_rgb(L, ab)[~out].astype(int)  # in gamut: untouched
+    assert np.array_equal(new[~out], plain) if engine == "opencv" else np.abs(new[~out] - plain).max() <= 1
     assert np.abs(rgb_to_lab(new)[..., 0] - L).max() <= 1.0  # lightness kept
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 from colorize.imageio import read_rgb
@@ -88,10 +89,13 @@ def test_plain_paths_with_root_and_name_clashes(tmp_path):
     assert not same.ok and "overwrite the input" in same.reason and a.read_bytes() == before
 
 
-def test_outputs_equal_the_straightforward_pipeline(tmp_path):
-    """The fast path (L held as uint16, ab upsampled band by band, the gamut table, BGR encoded
-    without a channel swap: issue 13) against the plain way on real photos with the shipped
-    model: float L of the whole image, ab resized whole, every out-of-gamut pixel bisected."""
+@pytest.mark.parametrize("engine", ["pytorch", "onnxruntime"])
+def test_outputs_equal_the_straightforward_pipeline(tmp_path, engine):
+    """The fast path (L from the table and held as uint16, ab upsampled row by row inside the
+    numba loop with the gamut table, BGR encoded without a channel swap, and on a CPU the
+    shipped model's ONNX twin: issue 13) against the plain way on real photos with the shipped
+    checkpoint in PyTorch: float L of the whole image, ab resized whole, every out-of-gamut
+    pixel bisected, OpenCV's conversion."""
     import cv2
     import numpy as np
     from skimage import data
@@ -102,13 +106,20 @@ def test_outputs_equal_the_straightforward_pipeline(tmp_path):
     from colorize.shipped import SHIPPED
     from helpers import lab_to_rgb_exact
 
-    model, ckpt = load_model(SHIPPED)
+    model, ckpt = load_model(SHIPPED, "cpu")
     size = working_size(ckpt)
+    if engine == "onnxruntime":
+        from colorize.runtime import OnnxColorizer
+        from colorize.shipped import SHIPPED_ONNX
+
+        fast_model = OnnxColorizer(SHIPPED_ONNX)
+    else:
+        fast_model = model
     photos = {"astronaut.png": data.astronaut(), "coffee.png": data.coffee(), "chelsea.png": data.chelsea()}
     for name, rgb in photos.items():
         save(tmp_path / "in" / name, cv2.resize(rgb, (257, 183), interpolation=cv2.INTER_AREA))
-    results = colorize_files(model, sorted((tmp_path / "in").iterdir()), tmp_path / "out", size=size, batch_size=2,
-                             workers=2, progress=False)
+    results = colorize_files(fast_model, sorted((tmp_path / "in").iterdir()), tmp_path / "out", size=size,
+                             batch_size=2, workers=2, progress=False)
     assert all(r.ok for r in results)
     for name in photos:
         L = rgb_to_lab(read_rgb(tmp_path / "in" / name))[..., 0]

@@ -38,20 +38,22 @@ def resolve_checkpoint(source: str | os.PathLike | None) -> Path:
     return Path(source)
 
 
-def load_for_inference(source=None, device: str | None = "auto", chroma_gain: float | None = None):
+def load_for_inference(source=None, device: str | None = "auto", chroma_gain: float | None = None,
+                       threads: int | None = None):
     """(model, checkpoint info) for file inference (``colorize predict``, the workflow's
     ``colorize_folder``): a ``.onnx`` file, or the shipped model on a CPU (``device`` "cpu", or
     "auto" on a machine without an NVIDIA driver) with its decoding as shipped, runs as a
     ``runtime.OnnxColorizer`` (PyTorch never imported); anything else, or onnxruntime missing,
-    as ``checkpoint.load_model``'s PyTorch module. Raises what those raise."""
+    as ``checkpoint.load_model``'s PyTorch module. ``threads``: onnxruntime's (None: its
+    default, the machine's cores). Raises what those raise."""
     from .runtime import gpu_present, open_onnx
 
     path = resolve_checkpoint(source)
     cpu = device == "cpu" or (device in (None, "auto") and not gpu_present())
-    onnx = path if path.suffix.lower() == ".onnx" else (SHIPPED_ONNX if path == SHIPPED and cpu else None)
+    onnx = path if path.suffix.lower() == ".onnx" else (SHIPPED_ONNX if cpu and _is_shipped(path) else None)
     if onnx is not None and onnx.is_file() and (chroma_gain is None or onnx == path):
         try:
-            model = open_onnx(onnx)
+            model = open_onnx(onnx, threads)
         except ImportError:
             if onnx == path:
                 raise
@@ -60,6 +62,18 @@ def load_for_inference(source=None, device: str | None = "auto", chroma_gain: fl
     from .checkpoint import load_model
 
     return load_model(path, device)
+
+
+def _is_shipped(path: Path) -> bool:
+    """The shipped checkpoint, or a copy of it (the workflow's results/<set>/models/shipped/best.pt)."""
+    from .files import sha256_file
+
+    try:
+        if path.resolve() == SHIPPED.resolve():
+            return True
+        return path.stat().st_size == SHIPPED.stat().st_size and sha256_file(path) == sha256_file(SHIPPED)
+    except OSError:
+        return False
 
 
 def export_twin(checkpoint=SHIPPED) -> Path:

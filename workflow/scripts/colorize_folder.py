@@ -11,18 +11,21 @@ width, height, reason, source, settings). Files that cannot be read are listed t
 fatal; colorize_status fails if not one photo of the folder could be colorized.
 """
 
-import torch
-
-from colorize.checkpoint import load_model, working_size
 from colorize.chunks import colorize_chunk
 from colorize.infer import one_malloc_arena
 from colorize.logs import snakemake_log
+from colorize.runtime import working_size
+from colorize.shipped import load_for_inference
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)
-torch.set_num_threads(smk.threads)
-one_malloc_arena()  # before torch starts its threads (loading the model)
-model, ckpt = load_model(smk.input.checkpoint)
+one_malloc_arena()  # before torch or onnxruntime start their threads (loading the model)
+# as `colorize predict`: on a machine without a GPU the shipped model runs in onnxruntime
+model, ckpt = load_for_inference(smk.input.checkpoint, threads=smk.threads)
+if not hasattr(model, "predict_normalized"):  # a PyTorch module
+    import torch
+
+    torch.set_num_threads(smk.threads)
 colorize_chunk(
     model,
     smk.params.input_dir,
