@@ -109,3 +109,19 @@ def test_nan_and_infinite_predictions_come_out_gray_not_as_a_crash():
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="engine"):
         lab_to_rgb(np.zeros((2, 2), np.float32), np.zeros((2, 2, 2), np.float32), keep_lightness=True, engine="gpu")
+
+
+def test_the_tables_are_built_once_when_threads_ask_together(monkeypatch):
+    """colorize_files' decode threads all want the L table first: one builds it, the others wait."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    kernels = colorspace._kernels()
+    fill, calls = kernels.fill_lightness_table, []
+    monkeypatch.setattr(kernels, "fill_lightness_table", lambda *a: (calls.append(1), fill(*a)))
+    _lightness_table.cache_clear()
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            tables = list(pool.map(lambda _: _lightness_table(), range(4)))
+        assert len(calls) == 1 and all(t is tables[0] for t in tables)
+    finally:
+        _lightness_table.cache_clear()

@@ -9,6 +9,7 @@ The model sees ``L_norm = (L - L_CENTER) / L_SCALE`` (about -1..1) and predicts
 from __future__ import annotations
 
 import functools
+import threading
 
 import cv2
 import numpy as np
@@ -27,6 +28,22 @@ def _lab_uint8(img: np.ndarray, order: str) -> np.ndarray:
     code = {"RGB": cv2.COLOR_RGB2Lab, "BGR": cv2.COLOR_BGR2Lab}[order]
     f32 = np.multiply(img, np.float32(1.0 / 255.0), dtype=np.float32)
     return cv2.cvtColor(f32, code, dst=f32)
+
+
+def _once(build):
+    """``build()``'s result, computed once per process even when several threads ask at once
+    (the decode and encode threads of ``infer`` all want the same tables first)."""
+    cached, lock = functools.lru_cache(maxsize=1)(build), threading.Lock()
+
+    @functools.wraps(build)
+    def get():
+        if cached.cache_info().currsize:
+            return cached()
+        with lock:
+            return cached()
+
+    get.cache_info, get.cache_clear = cached.cache_info, cached.cache_clear
+    return get
 
 
 def rgb_to_lab(rgb: np.ndarray, order: str = "RGB") -> np.ndarray:
@@ -83,7 +100,7 @@ TABLE_LIGHTNESS_PIXELS = 1 << 21  # from 2 MP the table (built once, ~0.1 s) is 
 _LAB_BASE, _LAB_GRID = 1 << 14, 33
 
 
-@functools.lru_cache(maxsize=1)
+@_once
 def _lightness_table() -> np.ndarray:
     """2^24 uint16: ``lightness(px, "BGR", np.uint16)`` of the colour with bytes b | g << 8 | r << 16
     (32 MB). The grid's L values are read back from OpenCV (its conversion of the 33^3 grid
@@ -116,7 +133,7 @@ def _lightness_opencv(img: np.ndarray, order: str) -> np.ndarray:
     return pack_lightness(cv2.extractChannel(_lab_uint8(img, order), 0))
 
 
-@functools.lru_cache(maxsize=1)
+@_once
 def _kernels():
     """The numba loops (``colorize.kernels``), or None where numba cannot be imported (then the
     OpenCV paths, slower, give the same L and the same colours within one level)."""
@@ -203,7 +220,7 @@ def _shrink_chroma(lab: np.ndarray, steps: int = 6, tol: float = 1e-3) -> np.nda
 _GAMUT_L_STEPS, _GAMUT_HUES, _GAMUT_CHROMA = 401, 1024, 200.0  # 200: beyond any sRGB colour's chroma
 
 
-@functools.lru_cache(maxsize=1)
+@_once
 def _gamut_table() -> np.ndarray:
     """(L steps) x (hues + 1) float32 max chroma; the last column repeats the first (hue wraps).
     Built on first use (~0.1 s) by bisection along each grid point's hue ray (``_shrink_chroma``)."""
