@@ -10,9 +10,10 @@ full-size temporaries, and the GIL released (``colorize_files``' threads run the
   bilinearly) and the sRGB curve rounded exactly (a table gives the level, one comparison
   with the level's exact threshold corrects it), in float64 throughout.
 
-The module imports numba (~0.3 s, ~65 MB); ``colorspace`` imports it only when it converts a
-full-size image. Compiled code is cached beside this file (or in numba's user cache), so only
-the first run on a machine pays the compilation (~2 s).
+The module imports numba (~0.3 s; ~118 MB with its JIT engine); ``colorspace`` imports it on the
+first conversion that keeps lightness (predictions) or reads the L table, never for training
+or evaluation. Compiled code is cached beside this file (or in numba's user cache), so only
+the first run on a machine pays the compilation (~7 s).
 """
 
 from __future__ import annotations
