@@ -234,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="write a checkpoint as an ONNX model (runs without PyTorch)",
         description="Export a checkpoint's inference path (normalised L in, normalised ab out; dynamic "
         "batch, height and width; ONNX opset 17) with its working size and model card as metadata. "
-        "'colorize predict --model OUT.onnx' runs it with onnxruntime (pip install -e .[onnx]).",
+        "'colorize predict --model OUT.onnx' runs it with onnxruntime, without importing PyTorch.",
     )
     x.add_argument("--model", "-m", type=Path, default=None, metavar="CHECKPOINT",
                    help="checkpoint to export (default: the shipped model)")

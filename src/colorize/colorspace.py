@@ -119,10 +119,10 @@ def _lightness_table() -> np.ndarray:
     sample = np.random.default_rng(0).integers(0, 1 << 24, 1 << 16).astype(np.uint32)
     px = sample.view(np.uint8).reshape(-1, 4)[None, :, :3]  # little-endian bytes: b, g, r
     if not np.array_equal(table[sample], _lightness_opencv(np.ascontiguousarray(px), "BGR").reshape(-1)):
-        for r in range(256):  # this OpenCV converts otherwise: every colour through it, 64 K at a time
-            px = np.empty((1, 1 << 16, 3), np.uint8)
-            px[0, :, 0] = np.tile(np.arange(256, dtype=np.uint8), 256)
-            px[0, :, 1] = np.repeat(np.arange(256, dtype=np.uint8), 256)
+        px = np.empty((1, 1 << 16, 3), np.uint8)  # this OpenCV converts otherwise: every colour
+        px[0, :, 0] = np.tile(np.arange(256, dtype=np.uint8), 256)  # through it, 64 K at a time
+        px[0, :, 1] = np.repeat(np.arange(256, dtype=np.uint8), 256)
+        for r in range(256):
             px[0, :, 2] = r
             table[r << 16 : (r + 1) << 16] = _lightness_opencv(px, "BGR").reshape(-1)
     return table
@@ -321,10 +321,10 @@ def _lab_to_rgb_kernel(kernels, L: np.ndarray, ab: np.ndarray, order: str) -> np
 
 
 def _column_resized(plane: np.ndarray, W: int) -> tuple[np.ndarray, np.ndarray]:
-    """One h x w plane resized to h x W (bilinear, as cv2.resize), and each row's difference to
-    the next (the last: 0): a row between rows s and s + 1 is ``cols[s] + frac * step[s]``."""
+    """An h x w (x channels) plane resized to h x W (bilinear, as cv2.resize), and each row's
+    difference to the next (the last: 0): a row between rows s and s + 1 is ``cols[s] + frac * step[s]``."""
     cols = cv2.resize(np.ascontiguousarray(plane), (W, plane.shape[0]), interpolation=cv2.INTER_LINEAR)
-    cols = cols.reshape(plane.shape[0], W)
+    cols = cols.reshape((plane.shape[0], W) + plane.shape[2:])
     step = np.zeros_like(cols)
     step[:-1] = cols[1:] - cols[:-1]
     return cols, step
@@ -346,11 +346,8 @@ class _UpsampledRows:
     of its two source rows, ``top + f * (bottom - top)``."""
 
     def __init__(self, ab: np.ndarray, H: int, W: int):
-        h = ab.shape[0]
-        self.cols = cv2.resize(np.ascontiguousarray(ab), (W, h), interpolation=cv2.INTER_LINEAR).reshape(h, W, 2)
-        self.step = np.zeros_like(self.cols)
-        self.step[:-1] = self.cols[1:] - self.cols[:-1]
-        self.src, self.frac = _source_rows(h, H)
+        self.cols, self.step = _column_resized(ab, W)
+        self.src, self.frac = _source_rows(ab.shape[0], H)
 
     def __call__(self, band: slice) -> np.ndarray:
         out = np.empty((band.stop - band.start,) + self.cols.shape[1:], np.float32)

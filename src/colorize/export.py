@@ -16,8 +16,8 @@ the checkpoint's count as the same model's.
 
 ``OnnxModel`` is an ``nn.Module`` adapter around ``runtime.OnnxColorizer``, for the evaluation
 code (``checkpoint.load_model`` returns one for a ``.onnx`` path); file inference runs the
-``OnnxColorizer`` without PyTorch. onnxruntime is pinned in envs/requirements.txt (and is the
-``[onnx]`` extra of a bare ``pip install``).
+``OnnxColorizer`` without PyTorch. onnxruntime is a dependency; the exporter, ``onnx``, is the
+``[onnx]`` extra of a bare ``pip install`` (both pinned in envs/requirements.txt).
 """
 
 from __future__ import annotations

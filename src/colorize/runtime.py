@@ -80,8 +80,8 @@ class OnnxColorizer:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ImportError(f"{path}: running an ONNX model needs onnxruntime: pip install -e .[onnx] "
-                              "(pinned in envs/requirements.txt)") from None
+            raise ImportError(f"{path}: running an ONNX model needs onnxruntime, a dependency of colorize: "
+                              "pip install -r envs/requirements.txt") from None
         self.path = Path(path)
         options = ort.SessionOptions()
         if threads:
