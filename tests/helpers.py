@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import struct
+import subprocess
 import sys
 import zipfile
 import zlib
@@ -245,6 +247,19 @@ def kept_logging():
         for handler in saved_handlers:
             root.addHandler(handler)
         root.setLevel(saved_level)
+
+
+def in_private_mount(script: str, *args, timeout: int = 300) -> subprocess.CompletedProcess:
+    """Run ``sh -c script`` in a private mount namespace (``unshare``), where a test can mount a
+    real read-only or tiny (fills up) tmpfs; the mounts vanish with the process."""
+    env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
+    return subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 # --- shards ----------------------------------------------------------------------------------
