@@ -1,113 +1,35 @@
-# Config validation, model selection, wildcard constraints and the input functions the rules share.
-import copy
+# The checked configuration (colorize.workflow_config), wildcard constraints and the input
+# functions the rules share.
 import os
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import update_config, validate
 
+from colorize.workflow_config import (
+    SHIPPED_MODEL,
+    ConfigError,
+    check_model as check_model_settings,
+    is_local_folder,
+    prepare,
+)
 
-def check_config(config, schema_source):
-    """Every schema violation in one line each, naming the key (before any job starts)."""
-    import jsonschema
-    import yaml
-
-    with workflow.sourcecache.open(schema_source) as fh:
-        schema = yaml.safe_load(fh)
-    errors = jsonschema.Draft202012Validator(schema).iter_errors(config)
-    lines = sorted(
-        f"config key {'.'.join(map(str, e.absolute_path)) or '(top level)'}: {e.message}"
-        for e in errors
+try:
+    RUN_MODELS = prepare(
+        config,
+        workflow.configfiles,
+        WORKFLOW_CONFIGFILE,
+        workflow.source_path("../schemas/config.schema.yaml"),
     )
-    if lines:
-        raise WorkflowError("invalid configuration:\n  " + "\n  ".join(lines))
-
-
-def config_layers():
-    """The config files Snakemake merged into `config`, in merge order, as
-    (path, content, given with --configfile): the workflow's own config/config.yaml first
-    (unless --replace-workflow-config dropped it), then each --configfile."""
-    from snakemake.common.configfile import load_configfile
-
-    cli = [Path(p).absolute() for p in workflow.config_settings.configfiles]
-    own = [Path(p).absolute() for p in workflow.configfiles]
-    own = [p for p in own if p not in cli]
-    if cli and workflow.config_settings.replace_workflow_config:
-        own = []
-    return [(p, load_configfile(str(p)) or {}, p in cli) for p in own + cli]
-
-
-def use_whole_model_entries(config, layers):
-    """Snakemake merges same-named entries of several config files key by key, so a preset's
-    `seed_ae` would inherit every key the demo's `seed_ae` sets and the preset does not (its
-    crop_size, say). A model is meant as one file writes it: each `models:` entry is taken
-    whole from the last file that names it (`--config` values still apply on top)."""
-    if not isinstance(config.get("models"), dict):
-        return  # the schema check names the problem
-    for _path, content, _cli in layers:
-        for name, entry in (content.get("models") or {}).items():
-            config["models"][name] = copy.deepcopy(entry)
-    overrides = dict(workflow.config_settings.config).get("models") or {}
-    update_config(config["models"], overrides)
-
-
-def check_model_selection(layers):
-    """A --configfile that defines models must also say which run: else config/config.yaml's
-    `run_models` (the demo's models) would silently apply to a preset or a user's config.
-    """
-    cli_sets = "run_models" in workflow.config_settings.config or any(
-        "run_models" in content for _p, content, cli in layers if cli
-    )
-    own_sets = any("run_models" in content for _p, content, cli in layers if not cli)
-    defining = [
-        (p, content) for p, content, cli in layers if cli and content.get("models")
-    ]
-    if own_sets and not cli_sets and defining:
-        path, content = defining[-1]
-        names = ", ".join(content["models"])
-        raise WorkflowError(
-            f"config key run_models: {path} defines models ({names}) but does not say which "
-            f"of them run, so the workflow's own list would apply ([{', '.join(config['run_models'])}], "
-            f"the demo's models): add `run_models: [{names}]` (or the ones to run) to {path}"
-        )
-
-
-def selected_models():
-    """`run_models` (every entry of `models:` when absent): what this run trains, evaluates and
-    reports. Each name must be defined under `models:`."""
-    names = config["run_models"]
-    if names is None:
-        return list(config["models"])
-    missing = [n for n in names if n not in config["models"]]
-    if missing:
-        raise WorkflowError(
-            f"config key run_models: {', '.join(map(repr, missing))} not defined under models: "
-            f"(defined: {', '.join(config['models'])})"
-        )
-    return list(names)
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 
 
 def check_model(name):
-    """Settings of one model that would fail later, named before any job starts."""
-    settings = config["models"][name]
-    if name == SHIPPED_MODEL:
-        raise WorkflowError(
-            f"config key models.{SHIPPED_MODEL}: the name is taken by the model that ships with "
-            "the project (shipped_model: true evaluates it); give your model another name"
-        )
-    if settings.get("crop_size", 0) > config["image_size"]:
-        raise WorkflowError(
-            f"config key models.{name}.crop_size: {settings['crop_size']} is larger than "
-            f"image_size {config['image_size']} (crops are cut from the stored images)"
-        )
-
-
-SCHEMA = workflow.current_basedir.join("../schemas/config.schema.yaml")
-CONFIG_LAYERS = config_layers()
-use_whole_model_entries(config, CONFIG_LAYERS)
-check_config(config, SCHEMA)
-validate(config, schema="../schemas/config.schema.yaml")  # fills in the defaults
-check_model_selection(CONFIG_LAYERS)
+    """`workflow_config.check_model` for a model asked for by its files."""
+    try:
+        check_model_settings(config, name)
+    except ConfigError as err:
+        raise WorkflowError(str(err)) from None
 
 
 wildcard_constraints:
@@ -121,50 +43,8 @@ wildcard_constraints:
 
 
 DATASET = config["dataset"]["name"]
-SHIPPED_MODEL = "shipped"  # the model name under which the shipped model is evaluated
 SOURCE = config["dataset"]["source"]
 SPLITS = ["train", "val", "test"]
-
-
-def is_remote(source):
-    return source.startswith(("http://", "https://"))
-
-
-def is_local_folder(source):
-    return source != "builtin" and not is_remote(source)
-
-
-if config["split"]["val_fraction"] + config["split"]["test_fraction"] >= 1.0:
-    raise WorkflowError(
-        "config: split.val_fraction + split.test_fraction must be below 1 "
-        f"(got {config['split']['val_fraction']} + {config['split']['test_fraction']})"
-    )
-if (
-    config["colorize"]["input_dir"]
-    and not Path(config["colorize"]["input_dir"]).is_dir()
-):
-    raise WorkflowError(
-        f"config: colorize.input_dir {config['colorize']['input_dir']!r} is not an existing folder"
-    )
-if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
-    raise WorkflowError(
-        f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
-        "or an existing folder"
-    )
-RUN_MODELS = selected_models()
-for _name in RUN_MODELS:
-    check_model(_name)
-for _name in config["runtime"]["models"]:
-    if _name not in config["models"]:
-        raise WorkflowError(
-            f"config key runtime.models.{_name}: no model {_name!r} under models: "
-            f"(defined: {', '.join(config['models'])})"
-        )
-for _name, _folder in config["eval_sets"].items():
-    if not Path(_folder).is_dir():
-        raise WorkflowError(
-            f"config: eval_sets.{_name} {_folder!r} is not an existing folder"
-        )
 
 
 def raw_root(wildcards):
