@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate",
         help="score a model and the gray baseline on test shards",
-        description="Per-image PSNR, SSIM, colorfulness, chroma and ab-error AuC of a model and of the "
+        description="Per-image PSNR, SSIM, colorfulness, chroma, ab-error AuC and vivid hits of a model and of the "
         "gray baseline (ab = 0) on HDF5 test shards; writes a per-image and a summary TSV.",
     )
     _add_model_options(
@@ -389,7 +389,9 @@ def cmd_evaluate(args, parser) -> int:
     for row in summary:
         print(
             f"{row['method']}: {row['n_images']} images, PSNR {row['psnr']:.2f} dB "
-            f"({row['psnr_minus_gray']:+.2f} vs gray), SSIM {row['ssim']:.4f}, AuC {row['auc']:.4f}"
+            f"({row['psnr_minus_gray']:+.2f} vs gray), SSIM {row['ssim']:.4f}, AuC {row['auc']:.4f}, "
+            f"vivid hits {100 * row['vivid_hits_image_mean']:.1f} % per image "
+            f"({100 * row['vivid_hits_pooled']:.1f} % pooled)"
         )
     return 0
 

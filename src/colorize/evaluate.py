@@ -95,7 +95,8 @@ def _finish(rows: list[dict], per_image_path, summary_path) -> list[dict]:
         write_tsv(summary, summary_path, SUMMARY_COLUMNS)
     for row in summary:
         log.info(
-            "%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f)",
+            "%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f), "
+            "vivid hits %.1f %% per image, %.1f %% pooled",
             row["method"],
             row["n_images"],
             row["psnr"],
@@ -104,6 +105,8 @@ def _finish(rows: list[dict], per_image_path, summary_path) -> list[dict]:
             row["auc"],
             row["colorfulness_pred"],
             row["colorfulness_true"],
+            100 * row["vivid_hits_image_mean"],
+            100 * row["vivid_hits_pooled"],
         )
     return summary
 

@@ -115,6 +115,11 @@ def _pct(pred: float, true: float) -> str:
     return f"{100 * pred / true:.0f} %" if true else "-"
 
 
+def _share(value) -> str:
+    """A 0..1 share as a percentage; '-' when absent (an older table) or NaN (no vivid pixel)."""
+    return "-" if value is None or value != value else f"{100 * value:.0f} %"
+
+
 def _answer(rows: list[dict], sets: list[str], best: str | None) -> str:
     if best is None:
         return "<p class=\"answer\">No model was evaluated in this run.</p>"
@@ -125,6 +130,7 @@ def _answer(rows: list[dict], sets: list[str], best: str | None) -> str:
             verdict = "beats gray" if row["psnr_minus_gray"] > 0 else "does not beat gray"
             parts.append(f"{html.escape(evalset)}: {row['psnr_minus_gray']:+.2f} dB ({verdict}, "
                          f"{_pct(row['chroma_pred'], row['chroma_true'])} of the true chroma, "
+                         f"vivid hits {_share(row.get('vivid_hits_image_mean'))}, "
                          f"{int(row['n_images'])} photos)")
     return (f'<p class="answer">Best model: <b>{html.escape(best)}</b> (largest PSNR gain over leaving '
             f"the photo gray on the test split). {'; '.join(parts)}.</p>")
@@ -147,7 +153,8 @@ def _data_section(data: dict) -> str:
 
 def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: dict) -> str:
     head = ("<tr><th class=\"name\">photos</th><th class=\"name\">model</th><th>n</th><th>PSNR (dB)</th>"
-            "<th>vs gray (dB)</th><th>SSIM</th><th>colourfulness</th><th>chroma<br>(% of true)</th></tr>")
+            "<th>vs gray (dB)</th><th>SSIM</th><th>colourfulness</th><th>chroma<br>(% of true)</th>"
+            "<th>vivid hits<br>(per image)</th></tr>")
     body = []
     for evalset in sets:
         in_set = [r for r in rows if r["set"] == evalset]
@@ -162,12 +169,14 @@ def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: d
                 f"<td>{int(r['n_images'])}</td><td>{r['psnr']:.2f}</td>"
                 f"<td>{'baseline' if r['is_gray'] else _signed(r['psnr_minus_gray'])}</td>"
                 f"<td>{r['ssim']:.3f}</td><td>{r['colorfulness_pred']:.1f} / {r['colorfulness_true']:.1f}</td>"
-                f"<td>{_pct(r['chroma_pred'], r['chroma_true'])}</td></tr>"
+                f"<td>{_pct(r['chroma_pred'], r['chroma_true'])}</td><td>{_share(r.get('vivid_hits_image_mean'))}</td></tr>"
             )
     return (f"<h3>Every model vs gray</h3><table>{head}{''.join(body)}</table>"
             "<p>PSNR and SSIM on 8-bit RGB against the true colours; gray = the photo left gray (ab = 0); "
             "colourfulness (Hasler-Suesstrunk) predicted / true; chroma = mean predicted / mean true Lab "
-            "chroma. A model name opens its grid.</p>")
+            "chroma; vivid hits = of the pixels whose true chroma is at least 20, the share predicted within 20 "
+            "(ab) of the truth, mean over the photos that have such pixels (gray scores 0 %). "
+            "A model name opens its grid.</p>")
 
 
 def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, grid_uri: str | None) -> str:
