@@ -151,3 +151,22 @@ def test_image_metrics_and_summary_report_vivid_hits_per_image_and_pooled():
     assert row["vivid_hits_pooled"] == pytest.approx(2 / 4)
     (row,) = summarize(rows[2:])
     assert math.isnan(row["vivid_hits_image_mean"]) and math.isnan(row["vivid_hits_pooled"])
+
+
+def test_summary_by_source_and_the_weakest_source():
+    from colorize.metrics import summarize_by_source, weakest_source
+    from colorize.manifest import source_of
+
+    base = {k: 0.0 for k in METRIC_COLUMNS}
+    rows = []
+    for image, psnr_model in (("flowers/a.jpg", 25.0), ("flowers/b.jpg", 27.0), ("faces/c.jpg", 21.0)):
+        rows.append({"image": image, "method": "m", **base, "psnr": psnr_model, "vivid_hits": 0.5, "vivid_pixels": 2})
+        rows.append({"image": image, "method": "gray", **base, "psnr": 22.0, "vivid_hits": 0.0, "vivid_pixels": 2})
+    table = summarize_by_source(rows, source_of)
+    assert [(r["source"], r["method"], r["n_images"]) for r in table] == [
+        ("flowers", "m", 2), ("flowers", "gray", 2), ("faces", "m", 1), ("faces", "gray", 1)]
+    assert table[0]["psnr_minus_gray"] == pytest.approx(4.0) and table[2]["psnr_minus_gray"] == pytest.approx(-1.0)
+    assert weakest_source(table, "m")["source"] == "faces"
+    assert weakest_source(table, "nope") is None
+    (one,) = {r["source"] for r in summarize_by_source(rows, lambda _image: "mine")}
+    assert one == "mine"

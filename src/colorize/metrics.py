@@ -47,6 +47,7 @@ VIVID_COLUMNS = ("vivid_hits", "vivid_pixels")  # per image (NaN / 0 without a v
 VIVID_SUMMARY_COLUMNS = ("vivid_hits_image_mean", "vivid_hits_pooled")
 PER_IMAGE_COLUMNS = ("image", "method", *METRIC_COLUMNS, *VIVID_COLUMNS)
 SUMMARY_COLUMNS = ("method", "n_images", *METRIC_COLUMNS, "psnr_minus_gray", *VIVID_SUMMARY_COLUMNS)
+BY_SOURCE_COLUMNS = ("source", *SUMMARY_COLUMNS)
 
 
 # --- single metrics --------------------------------------------------------------------------
@@ -167,3 +168,19 @@ def summarize(rows: Sequence[dict], baseline: str = GRAY) -> list[dict]:
     for row in out:
         row["psnr_minus_gray"] = row["psnr"] - base["psnr"] if base else math.nan
     return out
+
+
+def summarize_by_source(rows: Sequence[dict], source_of, baseline: str = GRAY) -> list[dict]:
+    """``summarize`` per source (``source_of(image name)``, sources in order of first appearance):
+    one row per (source, method), ``BY_SOURCE_COLUMNS``, so a weak source shows."""
+    sources = list(dict.fromkeys(source_of(r["image"]) for r in rows))
+    out = []
+    for src in sources:
+        out += [{"source": src, **row} for row in summarize([r for r in rows if source_of(r["image"]) == src], baseline)]
+    return out
+
+
+def weakest_source(by_source: Sequence[dict], method: str) -> dict | None:
+    """The row of ``method`` with the smallest PSNR gain over gray (None without one)."""
+    mine = [r for r in by_source if r["method"] == method]
+    return min(mine, key=lambda r: float(r["psnr_minus_gray"])) if mine else None
