@@ -91,3 +91,23 @@ def test_the_metrics_table_shows_vivid_hits_and_a_dash_for_older_tables(tmp_path
     assert "<td>57 %</td></tr>" in text and "<td>0 %</td></tr>" in text  # a's row, and gray's
     assert "<td>-</td></tr>" in text  # b's table has no vivid columns
     assert "vivid hits 57 %" in re.search(r'<p class="answer">(.*?)</p>', text).group(1)
+
+
+def test_the_weakest_source_of_the_best_model_is_named(tmp_path):
+    from colorize.metrics import BY_SOURCE_COLUMNS
+
+    rows = [{"source": src, "method": m, "n_images": 3, "psnr": 20 + g, "ssim": 0.9, "colorfulness_pred": 1.0,
+             "colorfulness_true": 2.0, "chroma_pred": 10.0, "chroma_true": 20.0, "auc": 0.9, "psnr_minus_gray": g,
+             "vivid_hits_image_mean": v, "vivid_hits_pooled": v}
+            for src, g, v in (("flowers", 1.5, 0.6), ("faces", -0.4, 0.25)) for m in ("b",)]  # fmt: skip
+    rows += [{**r, "method": "gray", "psnr_minus_gray": 0.0} for r in rows]
+    by_source = write_tsv(rows, tmp_path / "by_source.tsv", BY_SOURCE_COLUMNS)
+    evaluations = [("b", TEST_SPLIT, summary_file(tmp_path / "b.tsv", "b", 0.5))]
+    text = write_overview(tmp_path / "o.html", data_summary(tmp_path / "s.tsv"), evaluations, {},
+                          {"b": by_source}).read_text()
+    assert "Weakest source: <b>faces</b> (-0.40 dB vs gray, vivid hits 25 %" in text
+    assert text.count('<td class="name">flowers</td>') == 2  # b and gray
+    single = write_tsv(rows[:1], tmp_path / "one.tsv", BY_SOURCE_COLUMNS)
+    text = write_overview(tmp_path / "o.html", data_summary(tmp_path / "s.tsv"), evaluations, {},
+                          {"b": single}).read_text()
+    assert "Weakest source" not in text  # one source: nothing to compare

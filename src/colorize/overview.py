@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .files import atomic_write_text
-from .metrics import GRAY
+from .metrics import GRAY, weakest_source
 from .tsv import read_tsv
 
 TEST_SPLIT = "test split"  # the name of the in-pipeline test split in the tables
@@ -179,13 +179,41 @@ def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: d
             "A model name opens its grid.</p>")
 
 
-def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, grid_uri: str | None) -> str:
-    """The overview fragment (HTML, ASCII only) from the parts ``write_overview`` reads."""
+def _by_source_section(by_source: list[dict], best: str) -> str:
+    """The best model and gray on each source's test photos, and the weakest source named."""
+    mine = [r for r in by_source if r["method"] in (best, GRAY)]
+    weak = weakest_source(by_source, best)
+    if weak is None or len({r["source"] for r in mine}) < 2:
+        return ""
+    body = "".join(
+        f'<tr class="{"gray" if r["method"] == GRAY else ""}"><td class="name">{html.escape(r["source"])}</td>'
+        f'<td class="name">{html.escape(r["method"])}</td><td>{int(float(r["n_images"]))}</td>'
+        f"<td>{'baseline' if r['method'] == GRAY else _signed(float(r['psnr_minus_gray']))}</td>"
+        f"<td>{_pct(float(r['chroma_pred']), float(r['chroma_true']))}</td>"
+        f"<td>{_share(_float(r.get('vivid_hits_image_mean')))}</td></tr>"
+        for r in mine)
+    return (f"<h3>By source (test split)</h3><p>Weakest source: <b>{html.escape(weak['source'])}</b> "
+            f"({float(weak['psnr_minus_gray']):+.2f} dB vs gray, vivid hits "
+            f"{_share(_float(weak.get('vivid_hits_image_mean')))}; the smallest gain over gray of {html.escape(best)}).</p>"
+            "<table><tr><th class=\"name\">source</th><th class=\"name\">model</th><th>n</th><th>vs gray (dB)</th>"
+            f"<th>chroma<br>(% of true)</th><th>vivid hits<br>(per image)</th></tr>{body}</table>")
+
+
+def _float(value):
+    return None if value in (None, "") else float(value)
+
+
+def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, grid_uri: str | None,
+                    by_source: dict | None = None) -> str:
+    """The overview fragment (HTML, ASCII only) from the parts ``write_overview`` reads;
+    ``by_source``: model -> its rows of ``by_source.tsv`` (a section when there are several sources)."""
     best = best_model(rows)
     out = [f'<div class="colorize-overview"><style>{_STYLE}</style>', "<h2>Did the colours beat gray?</h2>",
            _answer(rows, sets, best), _data_section(data)]
     if rows:
         out.append(_metrics_table(rows, sets, best, grids))
+    if best is not None and (by_source or {}).get(best):
+        out.append(_by_source_section(by_source[best], best))
     if best is not None and grid_uri:
         out.append(f"<h3>The best model's colours ({html.escape(best)}): Grayscale | Predicted | Ground truth</h3>"
                    f"<p>{report_link(grids[best], 'open the full-size grid')}</p>"
@@ -194,14 +222,17 @@ def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, 
     return "".join(out).encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
-def write_overview(out, summary_tsv, evaluations: list[tuple[str, str, str]], grids: dict) -> Path:
+def write_overview(out, summary_tsv, evaluations: list[tuple[str, str, str]], grids: dict,
+                   by_source: dict | None = None) -> Path:
     """Read the run's tables and write the overview to ``out`` (atomically).
 
     ``evaluations``: (model, set name, summary.tsv) with set ``TEST_SPLIT`` for the test split;
-    ``grids``: model -> its grid PNG (the best one is embedded, every one is linked).
+    ``grids``: model -> its grid PNG (the best one is embedded, every one is linked);
+    ``by_source``: model -> its ``by_source.tsv`` (the weakest source of the best model is named).
     """
     rows = read_evaluations(evaluations)
     sets = list(dict.fromkeys(evalset for _, evalset, _ in evaluations))
     best = best_model(rows)
     grid_uri = thumbnail_data_uri(grids[best]) if best in grids else None
-    return atomic_write_text(out, render_overview(read_data_summary(summary_tsv), rows, sets, grids, grid_uri))
+    tables = {model: read_tsv(path) for model, path in (by_source or {}).items()}
+    return atomic_write_text(out, render_overview(read_data_summary(summary_tsv), rows, sets, grids, grid_uri, tables))

@@ -122,8 +122,34 @@ wildcard_constraints:
 
 DATASET = config["dataset"]["name"]
 SHIPPED_MODEL = "shipped"  # the model name under which the shipped model is evaluated
-SOURCE = config["dataset"]["source"]
 SPLITS = ["train", "val", "test"]
+
+
+def source_folders(source):
+    """{name: folder} of a dataset of several local folders (`dataset.source` a mapping or a
+    list; null entries, dropped by a later config file, are left out); None for one source.
+    A missing folder is a config error naming its key."""
+    if isinstance(source, str):
+        return None
+    if isinstance(source, list):
+        names = [Path(folder.rstrip("/")).name for folder in source]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise WorkflowError(
+                f"config key dataset.source: several folders are named {', '.join(twice)}; "
+                "give them names (dataset.source as a mapping name: folder)"
+            )
+        source = dict(zip(names, source))
+    folders = {name: folder for name, folder in source.items() if folder is not None}
+    if not folders:
+        raise WorkflowError("config key dataset.source: every source is null (none left)")
+    for name, folder in folders.items():
+        if is_remote(folder) or not Path(folder).is_dir():
+            raise WorkflowError(
+                f"config key dataset.source.{name}: folder {folder!r} does not exist "
+                "(each source of several is a local folder)"
+            )
+    return folders
 
 
 def is_remote(source):
@@ -131,7 +157,14 @@ def is_remote(source):
 
 
 def is_local_folder(source):
-    return source != "builtin" and not is_remote(source)
+    return not isinstance(source, str) or (source != "builtin" and not is_remote(source))
+
+
+SOURCE = config["dataset"]["source"]
+SOURCES = source_folders(SOURCE)  # {name: folder}, or None for one source
+if SOURCES is not None:
+    SOURCE = SOURCES
+config["eval_sets"] = {k: v for k, v in config["eval_sets"].items() if v is not None}
 
 
 if config["split"]["val_fraction"] + config["split"]["test_fraction"] >= 1.0:
@@ -146,7 +179,7 @@ if (
     raise WorkflowError(
         f"config: colorize.input_dir {config['colorize']['input_dir']!r} is not an existing folder"
     )
-if is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
+if SOURCES is None and is_local_folder(SOURCE) and not Path(SOURCE).is_dir():
     raise WorkflowError(
         f"config: dataset.source {SOURCE!r} is not 'builtin', an http(s):// URL, "
         "or an existing folder"
@@ -190,10 +223,15 @@ def scan_stamp(wildcards):
         return ""
     from colorize.manifest import folder_stamp
 
-    return folder_stamp(
-        raw_root(wildcards),
-        config["dataset"]["include"],
-        config["dataset"]["follow_external_links"],
+    folders = SOURCES or {"": raw_root(wildcards)}
+    return " ".join(
+        f"{name}:"
+        + folder_stamp(
+            folder,
+            config["dataset"]["include"],
+            config["dataset"]["follow_external_links"],
+        )
+        for name, folder in folders.items()
     )
 
 
@@ -251,6 +289,12 @@ def preprocess_params():
         "min_side": config["min_side"],
         "gray_chroma_threshold": config["gray_chroma_threshold"],
     }
+
+
+def single_source():
+    """The source name of every test image of a one-folder dataset (the dataset's name); None
+    for several sources, whose images are named <source>/<path>."""
+    return DATASET if SOURCES is None else None
 
 
 def eval_set_folder(wildcards):
@@ -389,6 +433,10 @@ def overview_inputs(wildcards):
         "evaluations": [path for _, _, path in overview_evaluations(wildcards)],
         "grids": [
             f"results/{wildcards.dataset}/eval/{model}/grid.png"
+            for model in evaluated_models()
+        ],
+        "by_source": [
+            f"results/{wildcards.dataset}/eval/{model}/by_source.tsv"
             for model in evaluated_models()
         ],
     }
