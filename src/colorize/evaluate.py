@@ -221,6 +221,8 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
+        by_source_path=by_source_path,
+        source_of=first_component if single_source is None else (lambda _image: single_source),
     )
     return summary
 
