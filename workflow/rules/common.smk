@@ -142,7 +142,9 @@ def source_folders(source):
         source = dict(zip(names, source))
     folders = {name: folder for name, folder in source.items() if folder is not None}
     if not folders:
-        raise WorkflowError("config key dataset.source: every source is null (none left)")
+        raise WorkflowError(
+            "config key dataset.source: every source is null (none left)"
+        )
     for name, folder in folders.items():
         if is_remote(folder) or not Path(folder).is_dir():
             raise WorkflowError(
@@ -157,7 +159,9 @@ def is_remote(source):
 
 
 def is_local_folder(source):
-    return not isinstance(source, str) or (source != "builtin" and not is_remote(source))
+    return not isinstance(source, str) or (
+        source != "builtin" and not is_remote(source)
+    )
 
 
 SOURCE = config["dataset"]["source"]
