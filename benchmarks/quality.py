@@ -8,7 +8,10 @@ true colours:
 
 - PSNR of the colorized photo and of the gray one ("gray": the baseline to beat);
 - chroma: mean Lab chroma of the prediction / of the truth (100 % = as colourful as life);
-- colourfulness: Hasler-Suesstrunk of the prediction / of the truth, means over the photos.
+- colourfulness: Hasler-Suesstrunk of the prediction / of the truth, means over the photos;
+- vivid hits (``colorize.metrics.vivid_hits``): of the pixels whose true chroma is >= 20, the
+  share predicted within 20 ab of the truth; "vivid %" is the mean over the photos that have a
+  vivid pixel, "vivid pooled %" hits over all vivid pixels of the folder.
 
 Grayscale photos (mean chroma below 3, as the shards exclude them) are left out and counted.
 
@@ -34,7 +37,7 @@ from colorize.imageio import ImageDecodeError, load_image  # noqa: E402
 from colorize.checkpoint import load_model, working_size  # noqa: E402
 from colorize.predict import colorize_arrays  # noqa: E402
 from colorize.manifest import list_files  # noqa: E402
-from colorize.metrics import ab_of_rgb, colorfulness, psnr  # noqa: E402
+from colorize.metrics import ab_of_rgb, colorfulness, image_mean_vivid_hits, pooled_vivid_hits, psnr, vivid_hit_counts  # noqa: E402,E501
 from colorize.preprocess import resize_square  # noqa: E402
 from colorize.colorspace import lab_to_rgb, mean_chroma, rgb_to_lab  # noqa: E402
 from colorize.shipped import resolve_checkpoint  # noqa: E402
@@ -68,7 +71,12 @@ def score(preds: list[np.ndarray], truths: list[np.ndarray]) -> dict:
     p = float(np.mean([psnr(a, b) for a, b in zip(preds, truths)]))
     chroma = float(np.mean([mean_chroma(ab_of_rgb(a)) for a in preds]))
     colour = float(np.mean([colorfulness(a) for a in preds]))
-    return {"psnr": p, "chroma": chroma, "colourfulness": colour}
+    vivid = []
+    for a, b in zip(preds, truths):
+        hits, n = vivid_hit_counts(ab_of_rgb(a), ab_of_rgb(b))
+        vivid.append({"vivid_hits": hits / n if n else float("nan"), "vivid_pixels": n})
+    return {"psnr": p, "chroma": chroma, "colourfulness": colour,
+            "vivid": image_mean_vivid_hits(vivid), "vivid_pooled": pooled_vivid_hits(vivid)}
 
 
 def main(argv=None) -> int:
@@ -108,7 +116,8 @@ def main(argv=None) -> int:
         truth = score(truths, truths)
         tag = f"{folder.parent.name}/{folder.name}"
         rows.append({"folder": tag, "model": "gray (the input)", "photos": len(truths), "PSNR": base["psnr"],
-                     "vs gray dB": 0.0, "chroma %": 0.0, "colourfulness %": 0.0, "img/s": ""})
+                     "vs gray dB": 0.0, "chroma %": 0.0, "colourfulness %": 0.0,
+                     "vivid %": 100 * base["vivid"], "vivid pooled %": 100 * base["vivid_pooled"], "img/s": ""})
         columns = {"Gray": grays}
         for label, model, ckpt, (attr, value) in models:
             if attr is not None:
@@ -119,7 +128,8 @@ def main(argv=None) -> int:
             s = score(preds, truths)
             rows.append({"folder": tag, "model": label, "photos": len(truths), "PSNR": s["psnr"],
                          "vs gray dB": s["psnr"] - base["psnr"], "chroma %": 100 * s["chroma"] / truth["chroma"],
-                         "colourfulness %": 100 * s["colourfulness"] / truth["colourfulness"], "img/s": rate})
+                         "colourfulness %": 100 * s["colourfulness"] / truth["colourfulness"],
+                         "vivid %": 100 * s["vivid"], "vivid pooled %": 100 * s["vivid_pooled"], "img/s": rate})
             columns[label] = preds
         columns["Ground truth"] = truths
         print(f"{tag}: {len(truths)} photos ({n_gray} grayscale left out); truth chroma {truth['chroma']:.1f}, "

@@ -331,3 +331,15 @@ def test_gather_status_names_a_missing_chunk(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == ("colorize gather-status: error: missing chunk(s) 2 of 3: no "
                                                "status.chunk-2-of-3.tsv given (has its job finished?)")
     assert not (tmp_path / "status.tsv").exists()
+
+
+def test_evaluate_by_source_writes_a_row_per_source_and_method(tmp_path, checkpoint_file, shards):
+    """--by-source: an image's source is the first folder of its name (here the shard's stem)."""
+    res = run("evaluate", "-q", "-m", checkpoint_file, "--per-image", tmp_path / "p.tsv", "--summary",
+              tmp_path / "s.tsv", "--by-source", tmp_path / "b.tsv", *shards["train"])
+    assert res.returncode == 0, res.stderr
+    assert "vivid hits" in res.stdout and "pooled" in res.stdout
+    rows = read_tsv(tmp_path / "b.tsv")
+    assert [(r["source"], r["n_images"]) for r in rows] == [("train-000", "6"), ("train-000", "6"),
+                                                            ("train-001", "5"), ("train-001", "5")]
+    assert {r["method"] for r in rows} == {"model", "gray"}

@@ -170,3 +170,29 @@ def test_shard_rows_and_digests_read_from_the_scan_table(tmp_path):
     rows.remove(edited)  # removed from the set: its shard changes again
     write_tsv(rows, tsv, SCAN_COLUMNS)
     assert [key for key in keys if shard_digest(tsv, *key) != after[key]] == changed
+
+
+def test_scan_of_several_sources_is_one_dataset(tmp_path):
+    """dataset.source as {name: folder} (issue 20): paths prefixed with the source's name,
+    duplicates found across sources, the split made per source, and the files found again."""
+    from colorize.manifest import source_of, source_path
+
+    a, b = mkdirs(tmp_path / "one"), mkdirs(tmp_path / "elsewhere/two")
+    for i in range(6):
+        Image.fromarray(upright_photo(seed=i)).save(a / f"p{i}.png")
+        Image.fromarray(upright_photo(seed=10 + i)).save(b / f"q{i}.png")
+    (b / "copy_of_p0.png").write_bytes((a / "p0.png").read_bytes())  # the same photo in the other source
+    sources = {"one": a, "two": b}
+    rows = scan(sources, val_fraction=0.2, test_fraction=0.2, shards={"train": 1, "val": 1, "test": 1},
+                progress=False)
+    by_path = {r["relpath"]: r for r in rows}
+    assert sorted(by_path) == sorted([f"one/p{i}.png" for i in range(6)] + [f"two/q{i}.png" for i in range(6)]
+                                     + ["two/copy_of_p0.png"])
+    assert by_path["two/copy_of_p0.png"]["status"] == "duplicate (same sha256 as one/p0.png)"
+    for name in sources:
+        mine = [r["split"] for r in rows if source_of(r["relpath"]) == name and r["status"] == "ok"]
+        assert sorted(mine) == ["test", "train", "train", "train", "train", "val"]  # round(6 * 0.2) = 1 each
+    assert source_path(sources, "two/q3.png") == b / "q3.png"
+    assert source_path(a, "p1.png") == a / "p1.png"  # one folder: as before
+    assert source_of("two/sub/q.png") == "two" and source_of("top.png") == "."
+

@@ -14,11 +14,12 @@ from colorize.overview import TEST_SPLIT, best_model, read_data_summary, render_
 from colorize.tsv import write_tsv
 
 
-def summary_file(path, model, gain, psnr_gray=20.0):
+def summary_file(path, model, gain, psnr_gray=20.0, vivid=0.4, columns=SUMMARY_COLUMNS):
     rows = [{"method": m, "n_images": 4, "psnr": psnr_gray + g, "ssim": 0.9, "colorfulness_pred": c,
-             "colorfulness_true": 40.0, "chroma_pred": c / 2, "chroma_true": 20.0, "auc": 0.9, "psnr_minus_gray": g}
-            for m, g, c in ((model, gain, 30.0), ("gray", 0.0, 0.0))]  # fmt: skip
-    write_tsv(rows, path, SUMMARY_COLUMNS)
+             "colorfulness_true": 40.0, "chroma_pred": c / 2, "chroma_true": 20.0, "auc": 0.9, "psnr_minus_gray": g,
+             "vivid_hits_image_mean": v, "vivid_hits_pooled": v}
+            for m, g, c, v in ((model, gain, 30.0, vivid), ("gray", 0.0, 0.0, 0.0))]  # fmt: skip
+    write_tsv(rows, path, columns)
     return str(path)
 
 
@@ -79,3 +80,34 @@ def test_names_are_escaped_and_links_survive_odd_paths():
     assert unquote(js) == 'javascript:app.showResultInfo("results/x y/it\'s \\"q\\"/grid.png")'
     html = render_overview({"files": 0, "splits": {}, "excluded": {}}, [], [], {}, None)
     assert "No model was evaluated" in html
+
+
+def test_the_metrics_table_shows_vivid_hits_and_a_dash_for_older_tables(tmp_path):
+    old = [c for c in SUMMARY_COLUMNS if not c.startswith("vivid")]  # a summary written before issue 20
+    evaluations = [("a", TEST_SPLIT, summary_file(tmp_path / "a.tsv", "a", 0.5, vivid=0.573)),
+                   ("b", "bsds", summary_file(tmp_path / "b.tsv", "b", 0.2, columns=old))]  # fmt: skip
+    text = write_overview(tmp_path / "o.html", data_summary(tmp_path / "s.tsv"), evaluations, {}).read_text()
+    assert "vivid hits<br>(per image)" in text
+    assert "<td>57 %</td></tr>" in text and "<td>0 %</td></tr>" in text  # a's row, and gray's
+    assert "<td>-</td></tr>" in text  # b's table has no vivid columns
+    assert "vivid hits 57 %" in re.search(r'<p class="answer">(.*?)</p>', text).group(1)
+
+
+def test_the_weakest_source_of_the_best_model_is_named(tmp_path):
+    from colorize.metrics import BY_SOURCE_COLUMNS
+
+    rows = [{"source": src, "method": m, "n_images": 3, "psnr": 20 + g, "ssim": 0.9, "colorfulness_pred": 1.0,
+             "colorfulness_true": 2.0, "chroma_pred": 10.0, "chroma_true": 20.0, "auc": 0.9, "psnr_minus_gray": g,
+             "vivid_hits_image_mean": v, "vivid_hits_pooled": v}
+            for src, g, v in (("flowers", 1.5, 0.6), ("faces", -0.4, 0.25)) for m in ("b",)]  # fmt: skip
+    rows += [{**r, "method": "gray", "psnr_minus_gray": 0.0} for r in rows]
+    by_source = write_tsv(rows, tmp_path / "by_source.tsv", BY_SOURCE_COLUMNS)
+    evaluations = [("b", TEST_SPLIT, summary_file(tmp_path / "b.tsv", "b", 0.5))]
+    text = write_overview(tmp_path / "o.html", data_summary(tmp_path / "s.tsv"), evaluations, {},
+                          {"b": by_source}).read_text()
+    assert "Weakest source: <b>faces</b> (-0.40 dB vs gray, vivid hits 25 %" in text
+    assert text.count('<td class="name">flowers</td>') == 2  # b and gray
+    single = write_tsv(rows[:1], tmp_path / "one.tsv", BY_SOURCE_COLUMNS)
+    text = write_overview(tmp_path / "o.html", data_summary(tmp_path / "s.tsv"), evaluations, {},
+                          {"b": single}).read_text()
+    assert "Weakest source" not in text  # one source: nothing to compare

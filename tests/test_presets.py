@@ -29,7 +29,12 @@ RUNS = {
     "recommended": ["recommended.yaml"],
     "shipped": ["shipped.yaml"],
     "experiment": ["shipped.yaml", "experiment.yaml"],
+    "diverse": ["diverse.yaml"],
+    "diverse_present": ["shipped.yaml", "diverse_present.yaml"],
 }
+DEMO_MODELS = {"seed_ae", "unet"}  # config/config.yaml's run_models
+SHARED_FOLDERS = ("intel_natural/train", "intel_natural/test", "bsds500/train", "bsds500/val", "imagenette/train",
+                  "imagenette/val", "flowers", "clothing", "faces")
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +44,7 @@ def repo(tmp_path_factory):
     work = base / "repo"
     for d in ("workflow", "config", "profiles", "envs"):
         shutil.copytree(REPO / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))
-    for i, folder in enumerate(("intel_natural/train", "intel_natural/test", "bsds500/train", "bsds500/val")):
+    for i, folder in enumerate(SHARED_FOLDERS):
         save(base / "shared/data" / folder / f"photo_{i}.png", colour_photo(40, 48, seed=i))
     return work
 
@@ -77,7 +82,9 @@ def test_every_preset_is_covered():
 @pytest.mark.parametrize("preset", sorted(RUNS))
 def test_each_preset_plans_exactly_its_models(repo, preset):
     files = RUNS[preset]
-    own = set(yaml.safe_load((PRESETS / files[-1]).read_text())["models"])  # the models the preset names
+    defining = [f for f in files if "models" in yaml.safe_load((PRESETS / f).read_text())]
+    # the models of the last file that names some; a data preset alone trains the demo's
+    own = set(yaml.safe_load((PRESETS / defining[-1]).read_text())["models"]) if defining else DEMO_MODELS
     _, out = dry_run(repo, *configfiles(*files))
     assert planned(out, "train") == own
     assert planned(out, "evaluate") == own | {"shipped"}  # shipped_model: true, as in the default
@@ -153,3 +160,34 @@ def test_machine_knobs_are_not_model_settings(repo, tmp_path):
                                                                                        "num_workers": 2}}})
     code, out = dry_run(repo, "--configfile", mine, check=False)
     assert code != 0 and "config key models.small" in out and "num_workers" in out
+
+
+def test_the_shipped_recipe_trains_on_the_diverse_mix():
+    """shipped.yaml's data is diverse.yaml's (issue 20): the six folders, their eval sets, split and preprocessing."""
+    diverse = yaml.safe_load((PRESETS / "diverse.yaml").read_text())
+    shipped = yaml.safe_load((PRESETS / "shipped.yaml").read_text())
+    assert {k: v for k, v in shipped["dataset"].items() if k != "name"} == \
+        {k: v for k, v in diverse["dataset"].items() if k != "name"}
+    assert sorted(diverse["dataset"]["source"]) == ["bsds500", "clothing", "faces", "flowers", "imagenette",
+                                                     "intel_natural"]
+    for key in ("eval_sets", "split", "shards", "image_size", "resize_policy", "gray_chroma_threshold", "min_side"):
+        assert shipped[key] == diverse[key], key
+    present = yaml.safe_load((PRESETS / "diverse_present.yaml").read_text())
+    left = {k for k, v in {**diverse["dataset"]["source"], **present["dataset"]["source"]}.items() if v is not None}
+    assert left == {"bsds500", "intel_natural"}
+
+
+def test_the_two_present_folders_plan_two_sources(repo):
+    _, out = dry_run(repo, *configfiles("shipped.yaml", "diverse_present.yaml"))
+    assert "results/diverse_present/scan.tsv" in out and "imagenette_val" not in out
+
+
+def test_a_missing_source_folder_is_a_config_error_naming_the_key(repo, tmp_path):
+    mine = write(tmp_path / "m.yaml", {"dataset": {"source": {"flowers": "../shared/data/no_flowers"}}})
+    code, out = dry_run(repo, *configfiles("shipped.yaml"), "--configfile", mine, check=False)
+    assert code != 0
+    assert "config key dataset.source.flowers: folder '../shared/data/no_flowers' does not exist" in out
+    listed = write(tmp_path / "l.yaml", {"dataset": {"name": "x", "source": ["../shared/data/flowers",
+                                                                            "../shared/data/elsewhere/flowers"]}})
+    code, out = dry_run(repo, "--configfile", listed, check=False)
+    assert code != 0 and "config key dataset.source: several folders are named flowers" in out

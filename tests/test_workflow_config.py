@@ -150,3 +150,20 @@ def test_prepare_returns_the_run_models_of_a_real_preset(tmp_path):
     entry = yaml.safe_load(preset.read_text())["models"]["seed_ae"]
     assert entry.items() <= config["models"]["seed_ae"].items()  # the preset's, plus the schema's defaults
     assert "crop_size" not in entry and config["models"]["seed_ae"]["crop_size"] == 0  # not the demo's 128
+
+
+def test_several_sources_are_named_folders_and_a_missing_one_names_its_key(tmp_path):
+    from colorize.workflow_config import source_folders
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "x/b").mkdir(parents=True)
+    assert source_folders("builtin") is None and source_folders(str(tmp_path)) is None
+    assert source_folders([str(tmp_path / "a"), str(tmp_path / "x/b") + "/"]) == {
+        "a": str(tmp_path / "a"), "b": str(tmp_path / "x/b") + "/"}
+    assert source_folders({"one": str(tmp_path / "a"), "gone": None}) == {"one": str(tmp_path / "a")}
+    with pytest.raises(ConfigError, match="config key dataset.source.two: folder '/no/such' does not exist"):
+        source_folders({"one": str(tmp_path / "a"), "two": "/no/such"})
+    with pytest.raises(ConfigError, match="several folders are named a"):
+        source_folders([str(tmp_path / "a"), str(tmp_path / "x/a")])
+    with pytest.raises(ConfigError, match="every source is null"):
+        source_folders({"one": None})

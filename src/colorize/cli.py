@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "evaluate",
         help="score a model and the gray baseline on test shards",
-        description="Per-image PSNR, SSIM, colorfulness, chroma and ab-error AuC of a model and of the "
+        description="Per-image PSNR, SSIM, colorfulness, chroma, ab-error AuC and vivid hits of a model and of the "
         "gray baseline (ab = 0) on HDF5 test shards; writes a per-image and a summary TSV.",
     )
     _add_model_options(
@@ -225,6 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TSV",
         help="summary table to write: mean per method and PSNR minus the gray baseline's",
     )
+    e.add_argument("--by-source", type=Path, default=None, metavar="TSV",
+                   help="also write the summary per source: an image's source is the first folder of its "
+                        "path (the source name in a multi-source dataset)")
     e.add_argument("--name", default="model", help="the model's name in the tables (default: %(default)s)")
     e.add_argument("shards", nargs="+", type=Path, metavar="SHARD", help="test shards (.h5)")
     e.set_defaults(func=cmd_evaluate, command_parser=e)
@@ -373,7 +376,7 @@ def cmd_evaluate(args, parser) -> int:
             check_shard(shard)
         except ShardError as e:
             _fail(parser, f"SHARD {e}")
-    _writable(parser, args.per_image.parent, args.summary.parent)
+    _writable(parser, args.per_image.parent, args.summary.parent, *([args.by_source.parent] if args.by_source else []))
     model, _, _ = _load(args, parser)
     _, summary = evaluate_shards(
         model,
@@ -385,11 +388,14 @@ def cmd_evaluate(args, parser) -> int:
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.quiet and sys.stderr.isatty(),
+        by_source_path=args.by_source,
     )
     for row in summary:
         print(
             f"{row['method']}: {row['n_images']} images, PSNR {row['psnr']:.2f} dB "
-            f"({row['psnr_minus_gray']:+.2f} vs gray), SSIM {row['ssim']:.4f}, AuC {row['auc']:.4f}"
+            f"({row['psnr_minus_gray']:+.2f} vs gray), SSIM {row['ssim']:.4f}, AuC {row['auc']:.4f}, "
+            f"vivid hits {100 * row['vivid_hits_image_mean']:.1f} % per image "
+            f"({100 * row['vivid_hits_pooled']:.1f} % pooled)"
         )
     return 0
 

@@ -23,7 +23,9 @@ from .checkpoint import load_model, working_size
 from .colorspace import lab_to_rgb
 from .imageio import ImageDecodeError, is_image_name
 from .manifest import walk
-from .metrics import GRAY, PER_IMAGE_COLUMNS, SUMMARY_COLUMNS, image_metrics, summarize
+from .manifest import source_of as first_component
+from .metrics import (BY_SOURCE_COLUMNS, GRAY, PER_IMAGE_COLUMNS, SUMMARY_COLUMNS, image_metrics, summarize,
+                      summarize_by_source)
 from .plots import grid_figure, save_figure, select_indices
 from .predict import batch_size_for, predict_l_batch
 from .preprocess import PreprocessConfig, prepare_image
@@ -46,8 +48,14 @@ def evaluate_shards(
     batch_size: int | None = None,
     workers: int = 2,
     progress: bool = False,
+    by_source_path=None,
+    source_of=first_component,
 ) -> tuple[list[dict], list[dict]]:
     """Score ``model`` and the gray baseline on every test image; returns (per-image rows, summary rows).
+
+    ``by_source_path``, when given, gets the summary per source (``BY_SOURCE_COLUMNS``), the
+    source of an image being ``source_of(its name)``: by default the first component of its
+    path, which is the source name in a multi-source dataset (``manifest.scan``).
 
     ``method`` names the model's rows (the baseline's are ``"gray"``). ``size`` None predicts at
     the shard's size; another value goes through that working size as full-resolution
@@ -67,7 +75,10 @@ def evaluate_shards(
                     rows.extend(pair)
                 bar.update(len(rel))
     bar.close()
-    return rows, _finish(rows, per_image_path, summary_path)
+    summary = _finish(rows, per_image_path, summary_path)
+    if by_source_path is not None:
+        write_tsv(summarize_by_source(rows, source_of), by_source_path, BY_SOURCE_COLUMNS)
+    return rows, summary
 
 
 def _check_method(method: str) -> None:
@@ -95,7 +106,8 @@ def _finish(rows: list[dict], per_image_path, summary_path) -> list[dict]:
         write_tsv(summary, summary_path, SUMMARY_COLUMNS)
     for row in summary:
         log.info(
-            "%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f)",
+            "%s: %d images, PSNR %.2f dB (%+.2f vs gray), SSIM %.4f, AuC %.4f, colorfulness %.1f (truth %.1f), "
+            "vivid hits %.1f %% per image, %.1f %% pooled",
             row["method"],
             row["n_images"],
             row["psnr"],
@@ -104,6 +116,8 @@ def _finish(rows: list[dict], per_image_path, summary_path) -> list[dict]:
             row["auc"],
             row["colorfulness_pred"],
             row["colorfulness_true"],
+            100 * row["vivid_hits_image_mean"],
+            100 * row["vivid_hits_pooled"],
         )
     return summary
 
@@ -189,8 +203,13 @@ def evaluate_checkpoint(
     device=None,
     workers: int = 2,
     progress: bool = False,
+    by_source_path=None,
+    single_source: str | None = None,
 ) -> list[dict]:
-    """``evaluate_shards`` for a checkpoint file (the Snakemake script's one call); returns the summary."""
+    """``evaluate_shards`` for a checkpoint file (the Snakemake script's one call); returns the summary.
+
+    ``single_source``: the name of the one source of a single-folder dataset (every image is
+    its); None: a multi-source dataset, each image's source is its path's first component."""
     model, _ = load_model(checkpoint, device)
     _, summary = evaluate_shards(
         model,
@@ -202,6 +221,8 @@ def evaluate_checkpoint(
         batch_size=batch_size,
         workers=workers,
         progress=progress,
+        by_source_path=by_source_path,
+        source_of=first_component if single_source is None else (lambda _image: single_source),
     )
     return summary
 

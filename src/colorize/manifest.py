@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 from collections import Counter
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,8 +176,23 @@ def copy_builtin(dest) -> list[Path]:
     return copied
 
 
-def _inspect(root: Path, relpath: str, max_pixels: int, min_side: int) -> dict:
-    p = root / relpath
+def source_of(relpath: str) -> str:
+    """The source of an image of a multi-source dataset: the first component of its relative
+    path (``flowers/a/b.jpg`` -> ``flowers``); ``.`` for a file at the top of a folder."""
+    return relpath.split("/", 1)[0] if "/" in relpath else "."
+
+
+def source_path(root, relpath: str) -> Path:
+    """Where a manifest's relative path lies: below ``root`` (one folder), or for a mapping
+    ``{source name: folder}`` (several sources) below the folder its first component names."""
+    if isinstance(root, Mapping):
+        name, rest = relpath.split("/", 1)
+        return Path(root[name]) / rest
+    return Path(root) / relpath
+
+
+def _inspect(root, relpath: str, max_pixels: int, min_side: int) -> dict:
+    p = source_path(root, relpath)
     row = {"relpath": relpath, "bytes": "", "sha256": "", "width": "", "height": "",
            "format": "", "split": "", "shard": "", "status": OK}
     try:
@@ -201,11 +217,23 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
          max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE, threads: int = 4, progress: bool = True,
          include=("**",), follow_external_links: bool = False) -> list[dict]:
     """One row per entry of ``root`` (``walk``): usable files header-checked and hashed, refused
-    entries (links leaving the folder, names that are not UTF-8, ...) with their reason."""
+    entries (links leaving the folder, names that are not UTF-8, ...) with their reason.
+
+    ``root`` may be a mapping ``{source name: folder}`` (issue 20): every folder is walked, its
+    paths prefixed with ``<name>/``, and the sources are one dataset: duplicates are found
+    across them, and the split is made per source (``split.assign_stratified``)."""
     from tqdm import tqdm
 
-    root = Path(root)
-    listing = walk(root, include, follow_external_links)
+    if isinstance(root, Mapping):
+        files, refused = [], {}
+        for name, folder in root.items():
+            part = walk(folder, include, follow_external_links)
+            files += [f"{name}/{rel}" for rel in part.files]
+            refused.update({f"{name}/{rel}": reason for rel, reason in part.refused.items()})
+        listing = Listing(sorted(files), dict(sorted(refused.items())))
+    else:
+        root = Path(root)
+        listing = walk(root, include, follow_external_links)
     relpaths = listing.files
     if not relpaths and not listing.refused:
         raise ValueError(f"no files found under {root} matching dataset.include {list(include)}")
@@ -225,9 +253,20 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
             row["status"] = f"duplicate (same sha256 as {first_seen[row['sha256']]})"
             continue
         first_seen[row["sha256"]] = row["relpath"]
-        row["split"], shard = splitmod.assign(row["relpath"], val_fraction=val_fraction,
-                                              test_fraction=test_fraction, shards=shards, seed=seed)
-        row["shard"] = f"{shard:03d}"
+        if not isinstance(root, Mapping):
+            row["split"], shard = splitmod.assign(row["relpath"], val_fraction=val_fraction,
+                                                  test_fraction=test_fraction, shards=shards, seed=seed)
+            row["shard"] = f"{shard:03d}"
+    if isinstance(root, Mapping):
+        by_source: dict[str, list[str]] = {name: [] for name in root}
+        usable = [row for row in rows if row["status"] == OK]
+        for row in usable:
+            by_source[source_of(row["relpath"])].append(row["relpath"])
+        assigned = splitmod.assign_stratified(by_source, val_fraction=val_fraction, test_fraction=test_fraction,
+                                              shards=shards, seed=seed)
+        for row in usable:
+            row["split"], shard = assigned[row["relpath"]]
+            row["shard"] = f"{shard:03d}"
     return rows
 
 

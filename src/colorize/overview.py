@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from .files import atomic_write_text
-from .metrics import GRAY
+from .metrics import GRAY, weakest_source
 from .tsv import read_tsv
 
 TEST_SPLIT = "test split"  # the name of the in-pipeline test split in the tables
@@ -115,6 +115,11 @@ def _pct(pred: float, true: float) -> str:
     return f"{100 * pred / true:.0f} %" if true else "-"
 
 
+def _share(value) -> str:
+    """A 0..1 share as a percentage; '-' when absent (an older table) or NaN (no vivid pixel)."""
+    return "-" if value is None or value != value else f"{100 * value:.0f} %"
+
+
 def _answer(rows: list[dict], sets: list[str], best: str | None) -> str:
     if best is None:
         return "<p class=\"answer\">No model was evaluated in this run.</p>"
@@ -125,6 +130,7 @@ def _answer(rows: list[dict], sets: list[str], best: str | None) -> str:
             verdict = "beats gray" if row["psnr_minus_gray"] > 0 else "does not beat gray"
             parts.append(f"{html.escape(evalset)}: {row['psnr_minus_gray']:+.2f} dB ({verdict}, "
                          f"{_pct(row['chroma_pred'], row['chroma_true'])} of the true chroma, "
+                         f"vivid hits {_share(row.get('vivid_hits_image_mean'))}, "
                          f"{int(row['n_images'])} photos)")
     return (f'<p class="answer">Best model: <b>{html.escape(best)}</b> (largest PSNR gain over leaving '
             f"the photo gray on the test split). {'; '.join(parts)}.</p>")
@@ -147,7 +153,8 @@ def _data_section(data: dict) -> str:
 
 def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: dict) -> str:
     head = ("<tr><th class=\"name\">photos</th><th class=\"name\">model</th><th>n</th><th>PSNR (dB)</th>"
-            "<th>vs gray (dB)</th><th>SSIM</th><th>colourfulness</th><th>chroma<br>(% of true)</th></tr>")
+            "<th>vs gray (dB)</th><th>SSIM</th><th>colourfulness</th><th>chroma<br>(% of true)</th>"
+            "<th>vivid hits<br>(per image)</th></tr>")
     body = []
     for evalset in sets:
         in_set = [r for r in rows if r["set"] == evalset]
@@ -162,21 +169,51 @@ def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: d
                 f"<td>{int(r['n_images'])}</td><td>{r['psnr']:.2f}</td>"
                 f"<td>{'baseline' if r['is_gray'] else _signed(r['psnr_minus_gray'])}</td>"
                 f"<td>{r['ssim']:.3f}</td><td>{r['colorfulness_pred']:.1f} / {r['colorfulness_true']:.1f}</td>"
-                f"<td>{_pct(r['chroma_pred'], r['chroma_true'])}</td></tr>"
+                f"<td>{_pct(r['chroma_pred'], r['chroma_true'])}</td><td>{_share(r.get('vivid_hits_image_mean'))}</td></tr>"
             )
     return (f"<h3>Every model vs gray</h3><table>{head}{''.join(body)}</table>"
             "<p>PSNR and SSIM on 8-bit RGB against the true colours; gray = the photo left gray (ab = 0); "
             "colourfulness (Hasler-Suesstrunk) predicted / true; chroma = mean predicted / mean true Lab "
-            "chroma. A model name opens its grid.</p>")
+            "chroma; vivid hits = of the pixels whose true chroma is at least 20, the share predicted within 20 "
+            "(ab) of the truth, mean over the photos that have such pixels (gray scores 0 %). "
+            "A model name opens its grid.</p>")
 
 
-def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, grid_uri: str | None) -> str:
-    """The overview fragment (HTML, ASCII only) from the parts ``write_overview`` reads."""
+def _by_source_section(by_source: list[dict], best: str) -> str:
+    """The best model and gray on each source's test photos, and the weakest source named."""
+    mine = [r for r in by_source if r["method"] in (best, GRAY)]
+    weak = weakest_source(by_source, best)
+    if weak is None or len({r["source"] for r in mine}) < 2:
+        return ""
+    body = "".join(
+        f'<tr class="{"gray" if r["method"] == GRAY else ""}"><td class="name">{html.escape(r["source"])}</td>'
+        f'<td class="name">{html.escape(r["method"])}</td><td>{int(float(r["n_images"]))}</td>'
+        f"<td>{'baseline' if r['method'] == GRAY else _signed(float(r['psnr_minus_gray']))}</td>"
+        f"<td>{_pct(float(r['chroma_pred']), float(r['chroma_true']))}</td>"
+        f"<td>{_share(_float(r.get('vivid_hits_image_mean')))}</td></tr>"
+        for r in mine)
+    return (f"<h3>By source (test split)</h3><p>Weakest source: <b>{html.escape(weak['source'])}</b> "
+            f"({float(weak['psnr_minus_gray']):+.2f} dB vs gray, vivid hits "
+            f"{_share(_float(weak.get('vivid_hits_image_mean')))}; the smallest gain over gray of {html.escape(best)}).</p>"
+            "<table><tr><th class=\"name\">source</th><th class=\"name\">model</th><th>n</th><th>vs gray (dB)</th>"
+            f"<th>chroma<br>(% of true)</th><th>vivid hits<br>(per image)</th></tr>{body}</table>")
+
+
+def _float(value):
+    return None if value in (None, "") else float(value)
+
+
+def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, grid_uri: str | None,
+                    by_source: dict | None = None) -> str:
+    """The overview fragment (HTML, ASCII only) from the parts ``write_overview`` reads;
+    ``by_source``: model -> its rows of ``by_source.tsv`` (a section when there are several sources)."""
     best = best_model(rows)
     out = [f'<div class="colorize-overview"><style>{_STYLE}</style>', "<h2>Did the colours beat gray?</h2>",
            _answer(rows, sets, best), _data_section(data)]
     if rows:
         out.append(_metrics_table(rows, sets, best, grids))
+    if best is not None and (by_source or {}).get(best):
+        out.append(_by_source_section(by_source[best], best))
     if best is not None and grid_uri:
         out.append(f"<h3>The best model's colours ({html.escape(best)}): Grayscale | Predicted | Ground truth</h3>"
                    f"<p>{report_link(grids[best], 'open the full-size grid')}</p>"
@@ -185,14 +222,17 @@ def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, 
     return "".join(out).encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
-def write_overview(out, summary_tsv, evaluations: list[tuple[str, str, str]], grids: dict) -> Path:
+def write_overview(out, summary_tsv, evaluations: list[tuple[str, str, str]], grids: dict,
+                   by_source: dict | None = None) -> Path:
     """Read the run's tables and write the overview to ``out`` (atomically).
 
     ``evaluations``: (model, set name, summary.tsv) with set ``TEST_SPLIT`` for the test split;
-    ``grids``: model -> its grid PNG (the best one is embedded, every one is linked).
+    ``grids``: model -> its grid PNG (the best one is embedded, every one is linked);
+    ``by_source``: model -> its ``by_source.tsv`` (the weakest source of the best model is named).
     """
     rows = read_evaluations(evaluations)
     sets = list(dict.fromkeys(evalset for _, evalset, _ in evaluations))
     best = best_model(rows)
     grid_uri = thumbnail_data_uri(grids[best]) if best in grids else None
-    return atomic_write_text(out, render_overview(read_data_summary(summary_tsv), rows, sets, grids, grid_uri))
+    tables = {model: read_tsv(path) for model, path in (by_source or {}).items()}
+    return atomic_write_text(out, render_overview(read_data_summary(summary_tsv), rows, sets, grids, grid_uri, tables))

@@ -34,3 +34,28 @@ def assign(relpath: str, *, val_fraction: float, test_fraction: float, shards: d
     split = assign_split(relpath, val_fraction, test_fraction, seed)
     return split, assign_shard(relpath, int(shards[split]), seed)
 
+
+
+def assign_stratified(relpaths_by_source: dict[str, list[str]], *, val_fraction: float, test_fraction: float,
+                      shards: dict, seed: int = 0) -> dict[str, tuple[str, int]]:
+    """-> {relpath: (split, shard index)} with each source split on its own (issue 20): of a
+    source's n photos, ranked by the same stable hash as ``assign_split``, the first
+    round(n * test_fraction) go to test and the next round(n * val_fraction) to val, at least
+    one each when the fraction is above 0 and the source has 3 photos or more, so every source
+    has its own rows in the test split. The price of exact per-source counts: adding a photo to
+    a source may move up to two of its photos across a split boundary (``assign`` moves none).
+    Shards are assigned as ``assign`` does."""
+    out = {}
+    for relpaths in relpaths_by_source.values():
+        ranked = sorted(relpaths, key=lambda r: (_unit(f"split:{seed}:{r}"), r))
+        n = len(ranked)
+        n_test = round(n * test_fraction)
+        n_val = round(n * val_fraction)
+        if n >= 3:
+            n_test = max(n_test, 1 if test_fraction > 0 else 0)
+            n_val = max(n_val, 1 if val_fraction > 0 else 0)
+        n_val = min(n_val, n - n_test)
+        for i, rel in enumerate(ranked):
+            split = "test" if i < n_test else "val" if i < n_test + n_val else "train"
+            out[rel] = (split, assign_shard(rel, int(shards[split]), seed))
+    return out

@@ -203,8 +203,36 @@ def is_remote(source: str) -> bool:
     return source.startswith(("http://", "https://"))
 
 
-def is_local_folder(source: str) -> bool:
-    return source != "builtin" and not is_remote(source)
+def is_local_folder(source) -> bool:
+    """A folder read in place (one, or several as a mapping or list), not fetched."""
+    return not isinstance(source, str) or (source != "builtin" and not is_remote(source))
+
+
+def source_folders(source) -> dict[str, str] | None:
+    """{name: folder} of a dataset of several local folders (``dataset.source`` a mapping, or
+    a list named by each folder's last component; null entries, dropped by a later config
+    file, are left out); None for one source. A missing folder is an error naming its key."""
+    if isinstance(source, str):
+        return None
+    if isinstance(source, list):
+        names = [Path(folder.rstrip("/")).name for folder in source]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(
+                f"config key dataset.source: several folders are named {', '.join(twice)}; "
+                "give them names (dataset.source as a mapping name: folder)"
+            )
+        source = dict(zip(names, source))
+    folders = {name: folder for name, folder in source.items() if folder is not None}
+    if not folders:
+        raise ConfigError("config key dataset.source: every source is null (none left)")
+    for name, folder in folders.items():
+        if is_remote(folder) or not Path(folder).is_dir():
+            raise ConfigError(
+                f"config key dataset.source.{name}: folder {folder!r} does not exist "
+                "(each source of several is a local folder)"
+            )
+    return folders
 
 
 def check_settings(config: dict, run_models: list[str]) -> None:
@@ -220,7 +248,7 @@ def check_settings(config: dict, run_models: list[str]) -> None:
     if input_dir and not Path(input_dir).is_dir():
         raise ConfigError(f"config: colorize.input_dir {input_dir!r} is not an existing folder")
     source = config["dataset"]["source"]
-    if is_local_folder(source) and not Path(source).is_dir():
+    if source_folders(source) is None and is_local_folder(source) and not Path(source).is_dir():
         raise ConfigError(
             f"config: dataset.source {source!r} is not 'builtin', an http(s):// URL, "
             "or an existing folder"
@@ -245,6 +273,8 @@ def prepare(config: dict, configfiles, workflow_configfile, schema_path) -> list
     cli = overrides(config, merged(layers))
     use_whole_model_entries(config, layers, cli)
     validate(config, load_schema(schema_path))
+    # a later file drops an eval set by setting it to null (mappings merge key by key)
+    config["eval_sets"] = {k: v for k, v in config["eval_sets"].items() if v is not None}
     check_model_selection(config, layers, cli)
     run_models = selected_models(config)
     check_settings(config, run_models)

@@ -11,7 +11,11 @@ from colorize.workflow_config import (
     check_model as check_model_settings,
     is_local_folder,
     prepare,
+    source_folders,
 )
+
+# The Snakefile's `configfile:` (written there as a literal, where the workflow catalog looks).
+WORKFLOW_CONFIGFILE = "config/config.yaml"
 
 try:
     RUN_MODELS = prepare(
@@ -43,8 +47,11 @@ wildcard_constraints:
 
 
 DATASET = config["dataset"]["name"]
-SOURCE = config["dataset"]["source"]
 SPLITS = ["train", "val", "test"]
+SOURCE = config["dataset"]["source"]
+SOURCES = source_folders(SOURCE)  # {name: folder}, or None for one source (checked by prepare)
+if SOURCES is not None:
+    SOURCE = SOURCES
 
 
 def raw_root(wildcards):
@@ -70,10 +77,15 @@ def scan_stamp(wildcards):
         return ""
     from colorize.manifest import folder_stamp
 
-    return folder_stamp(
-        raw_root(wildcards),
-        config["dataset"]["include"],
-        config["dataset"]["follow_external_links"],
+    folders = SOURCES or {"": raw_root(wildcards)}
+    return " ".join(
+        f"{name}:"
+        + folder_stamp(
+            folder,
+            config["dataset"]["include"],
+            config["dataset"]["follow_external_links"],
+        )
+        for name, folder in folders.items()
     )
 
 
@@ -131,6 +143,12 @@ def preprocess_params():
         "min_side": config["min_side"],
         "gray_chroma_threshold": config["gray_chroma_threshold"],
     }
+
+
+def single_source():
+    """The source name of every test image of a one-folder dataset (the dataset's name); None
+    for several sources, whose images are named <source>/<path>."""
+    return DATASET if SOURCES is None else None
 
 
 def eval_set_folder(wildcards):
@@ -269,6 +287,10 @@ def overview_inputs(wildcards):
         "evaluations": [path for _, _, path in overview_evaluations(wildcards)],
         "grids": [
             f"results/{wildcards.dataset}/eval/{model}/grid.png"
+            for model in evaluated_models()
+        ],
+        "by_source": [
+            f"results/{wildcards.dataset}/eval/{model}/by_source.tsv"
             for model in evaluated_models()
         ],
     }

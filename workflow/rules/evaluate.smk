@@ -19,6 +19,9 @@ rule evaluate:
             category="4. Evaluation",
             subcategory="{model}",
         ),
+        by_source="results/{dataset}/eval/{model}/by_source.tsv",
+    params:
+        single_source=single_source(),
     threads: 2
     resources:
         gpu=1,

@@ -1,6 +1,7 @@
 """Snakemake script: per-image metrics of a model and the gray baseline on the test split (colorize.evaluate).
 
-input.checkpoint, input.test (shard paths) -> output.per_image (TSV), output.summary (TSV);
+input.checkpoint, input.test (shard paths) -> output.per_image, output.summary, output.by_source (TSVs; params.single_source: the one
+source's name, or None when the images are named <source>/<path>);
 the model is named in the tables by its ``model`` wildcard.
 """
 
@@ -19,4 +20,6 @@ evaluate_checkpoint(
     smk.output.summary,
     method=smk.wildcards.model,
     workers=smk.threads,
+    by_source_path=smk.output.by_source,
+    single_source=smk.params.single_source,
 )
