@@ -324,6 +324,9 @@ def cmd_predict(args, parser) -> int:
         if not 0.5 <= args.chroma_gain <= 3:
             _fail(parser, f"--chroma-gain: {args.chroma_gain} is outside 0.5..3")
         model.head.chroma_gain = args.chroma_gain
+    if any(Path(i).is_dir() and Path(i).resolve() == args.output.resolve() for i in args.inputs):
+        _fail(parser, f"-o {args.output} is the input folder: the colorized images would replace the photos; "
+                      "choose another output folder")
     inputs = collect_inputs(args.inputs, recursive=args.recursive, exclude=[args.output])
     if not inputs:
         print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)

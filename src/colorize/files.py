@@ -2,7 +2,7 @@
 
 Writing files so that a reader never sees half of one:
 
-Every output is written to a temporary name in the same folder, ``.<stem>.tmp<pid><suffix>``
+Every output is written to a temporary name in the same folder, ``.<hash of the name>.tmp<pid><suffix>``
 (hidden, unique per process, ending in the real extension so that writers choosing a format by
 extension pick the right one), then renamed over the final name. On any failure the temporary
 file is removed and the error raised: the previous file, if any, is left as it was.
@@ -21,7 +21,10 @@ from typing import Iterator
 def temp_path(path) -> Path:
     """The temporary name ``path`` is written under before the rename."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    # short whatever the name's length (a name of up to 255 bytes must stay writable): a hash of
+    # the name keeps it unique per file, the pid unique per process
+    digest = hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return path.with_name(f".{digest}.tmp{os.getpid()}{path.suffix[:16]}")
 
 
 @contextlib.contextmanager

@@ -134,7 +134,14 @@ def _image_files(root: str, recursive: bool, excluded: list[str]) -> Iterator[st
             if entry.name.startswith("."):
                 continue
             rel = rel_dir + entry.name
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop (ELOOP): listed, so that its decode failure gets a status row
+                is_dir = False
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    yield rel
+                continue
+            if is_dir:
                 if recursive:
                     todo.append((rel + "/", entry.path))
             elif (entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
@@ -233,7 +240,7 @@ def colorize_files(
             src = Path(item)
             if root is not None:
                 try:
-                    rel = PurePath(src.resolve().relative_to(Path(root).resolve()).as_posix())
+                    rel = PurePath(Path(os.path.realpath(src)).relative_to(os.path.realpath(root)).as_posix())
                 except ValueError:
                     results[i] = Result(str(src), None, "failed", f"not under the input root {root}")
                     continue
@@ -247,7 +254,7 @@ def colorize_files(
             )
             continue
         dst = output_dir / out_rel
-        if dst.resolve() == src.resolve():
+        if os.path.realpath(dst) == os.path.realpath(src):  # realpath: no error on a link loop
             results[i] = Result(
                 str(src), None, "failed", "the output would overwrite the input; choose another output folder"
             )
