@@ -93,3 +93,19 @@ def test_a_missing_decoder_key_is_named(tmp_path, checkpoint_file):
     torch.save(ckpt, bad)
     with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
         load_checkpoint(bad)
+
+
+def test_a_rerun_removes_the_partial_temporary_of_a_killed_run(tmp_path, checkpoint_file):
+    q = tmp_path / "q"
+    q.mkdir()
+    save_photo(q / "good.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()  # a pid now gone
+    stale = out / f".good.tmp{dead}.png"  # the name a writer killed mid-write left
+    stale.write_bytes(b"\x89PNG partial")
+    live = out / f".other.tmp{os.getppid()}.png"  # a live process's temporary: left alone
+    live.write_bytes(b"in progress")
+    r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", q)
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and live.exists()

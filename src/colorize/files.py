@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -25,6 +26,35 @@ def temp_path(path) -> Path:
     # the name keeps it unique per file, the pid unique per process
     digest = hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
     return path.with_name(f".{digest}.tmp{os.getpid()}{path.suffix[:16]}")
+
+
+# ``.<12 hex>.tmp<pid><suffix>``, and the older ``.<stem>.tmp<pid><suffix>``
+_TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Remove, below ``folder``, the temporaries of this naming scheme left by a process that no
+    longer runs (kill -9 during a write); a live process's temporary is left alone."""
+    removed = []
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            m = _TEMP_NAME.match(name)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                path = Path(dirpath, name)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager

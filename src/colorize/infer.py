@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .colorspace import DEFAULT_SIZE, lightness
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, remove_stale_temporaries
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image
 from .predict import batch_size_for, predict_ab, recombine, working_l
 from .status import FATAL_WRITE_ERRNOS, Result, Results, StatusJournal, previous_status, run_settings, source_stamp
@@ -224,6 +224,7 @@ def colorize_files(
     batch_size = batch_size_for(model, batch_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # partial files of a run killed mid-write
     status_path = Path(status_path) if status_path is not None else output_dir / "status.tsv"
     workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
     settings = run_settings(model, size=size, jpeg_quality=jpeg_quality)
