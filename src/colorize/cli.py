@@ -4,7 +4,8 @@ them), ``gather-status`` (the chunks' status tables -> one), ``evaluate`` (test 
 
 Exit status: 0 when at least one image was colorized (files that could not be read are listed
 in the status file, not fatal), 1 when none could be, 2 for a usage error (bad option, missing
-checkpoint).
+checkpoint, ``-o`` equal to the input folder), 3 when the run stopped early (disk full or
+read-only: the status table lists what was not attempted; rerun to finish).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from pathlib import Path
 from . import __version__
 
 log = logging.getLogger("colorize.cli")
+
+EXIT_INCOMPLETE = 3  # a run stopped early (disk full, read-only): some photos were not attempted
 
 
 def _positive_int(text: str) -> int:
@@ -327,6 +330,9 @@ def cmd_predict(args, parser) -> int:
         if not 0.5 <= args.chroma_gain <= 3:
             _fail(parser, f"--chroma-gain: {args.chroma_gain} is outside 0.5..3")
         model.head.chroma_gain = args.chroma_gain
+    if any(Path(i).is_dir() and Path(i).resolve() == args.output.resolve() for i in args.inputs):
+        _fail(parser, f"-o {args.output} is the input folder: the colorized images would replace the photos; "
+                      "choose another output folder")
     inputs = collect_inputs(args.inputs, recursive=args.recursive, exclude=[args.output])
     if not inputs:
         print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -350,6 +356,8 @@ def cmd_predict(args, parser) -> int:
     done_before = f" ({results.resumed} already done)" if results.resumed else ""
     print(f"colorized {n_ok} of {len(results)} images{chunk_note} into {args.output}{done_before}; "
           f"{len(failed)} failed; status: {results.status_path}")
+    if results.stopped:
+        return EXIT_INCOMPLETE
     return 0 if n_ok or not inputs else 1
 
 

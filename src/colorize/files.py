@@ -2,7 +2,7 @@
 
 Writing files so that a reader never sees half of one:
 
-Every output is written to a temporary name in the same folder, ``.<stem>.tmp<pid><suffix>``
+Every output is written to a temporary name in the same folder, ``.<hash of the name>.tmp<pid><suffix>``
 (hidden, unique per process, ending in the real extension so that writers choosing a format by
 extension pick the right one), then renamed over the final name. On any failure the temporary
 file is removed and the error raised: the previous file, if any, is left as it was.
@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Iterator
@@ -21,7 +22,39 @@ from typing import Iterator
 def temp_path(path) -> Path:
     """The temporary name ``path`` is written under before the rename."""
     path = Path(path)
-    return path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    # short whatever the name's length (a name of up to 255 bytes must stay writable): a hash of
+    # the name keeps it unique per file, the pid unique per process
+    digest = hashlib.sha256(path.name.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+    return path.with_name(f".{digest}.tmp{os.getpid()}{path.suffix[:16]}")
+
+
+# ``.<12 hex>.tmp<pid><suffix>``, and the older ``.<stem>.tmp<pid><suffix>``
+_TEMP_NAME = re.compile(r"^\..+\.tmp(\d+)(\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder) -> list[Path]:
+    """Remove, below ``folder``, the temporaries of this naming scheme left by a process that no
+    longer runs (kill -9 during a write); a live process's temporary is left alone."""
+    removed = []
+    for dirpath, _, names in os.walk(folder):
+        for name in names:
+            m = _TEMP_NAME.match(name)
+            if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+                path = Path(dirpath, name)
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager

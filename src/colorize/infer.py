@@ -25,7 +25,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .colorspace import DEFAULT_SIZE, lightness
-from .files import atomic_write_bytes
+from .files import atomic_write_bytes, remove_stale_temporaries
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image
 from .predict import batch_size_for, predict_ab, recombine, working_l
 from .status import FATAL_WRITE_ERRNOS, Result, Results, StatusJournal, previous_status, run_settings, source_stamp
@@ -134,7 +134,14 @@ def _image_files(root: str, recursive: bool, excluded: list[str]) -> Iterator[st
             if entry.name.startswith("."):
                 continue
             rel = rel_dir + entry.name
-            if entry.is_dir():
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a link loop (ELOOP): listed, so that its decode failure gets a status row
+                is_dir = False
+                if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
+                    yield rel
+                continue
+            if is_dir:
                 if recursive:
                     todo.append((rel + "/", entry.path))
             elif (entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
@@ -217,6 +224,7 @@ def colorize_files(
     batch_size = batch_size_for(model, batch_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(output_dir)  # partial files of a run killed mid-write
     status_path = Path(status_path) if status_path is not None else output_dir / "status.tsv"
     workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
     settings = run_settings(model, size=size, jpeg_quality=jpeg_quality)
@@ -233,7 +241,7 @@ def colorize_files(
             src = Path(item)
             if root is not None:
                 try:
-                    rel = PurePath(src.resolve().relative_to(Path(root).resolve()).as_posix())
+                    rel = PurePath(Path(os.path.realpath(src)).relative_to(os.path.realpath(root)).as_posix())
                 except ValueError:
                     results[i] = Result(str(src), None, "failed", f"not under the input root {root}")
                     continue
@@ -247,7 +255,7 @@ def colorize_files(
             )
             continue
         dst = output_dir / out_rel
-        if dst.resolve() == src.resolve():
+        if os.path.realpath(dst) == os.path.realpath(src):  # realpath: no error on a link loop
             results[i] = Result(
                 str(src), None, "failed", "the output would overwrite the input; choose another output folder"
             )

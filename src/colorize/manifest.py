@@ -100,7 +100,11 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
                     continue
             path = Path(entry.path)
             is_link = entry.is_symlink()
-            target = path.resolve() if is_link else path
+            try:
+                target = path.resolve() if is_link else path
+            except (RuntimeError, OSError):  # RuntimeError("Symlink loop") on Python 3.11, OSError ELOOP later
+                refuse(rel, f"symlink loop (to {printable_name(os.readlink(path))!r})")
+                continue
             if is_link:
                 shown = printable_name(os.readlink(path))
                 if not target.exists():

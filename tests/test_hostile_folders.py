@@ -1,0 +1,111 @@
+"""Issue 21: hostile folders: link loops, very long names, -o equal to the input folder, a
+checkpoint that lacks a decoder key. Real links and real files, run through the real command."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from colorize.checkpoint import CheckpointError, load_checkpoint
+from colorize.files import atomic_write_bytes, temp_path
+from colorize.manifest import walk
+from colorize.tsv import read_tsv
+
+COLORIZE = Path(sys.executable).with_name("colorize")
+
+
+def run(*args) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
+    return subprocess.run([str(COLORIZE), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+
+
+def save_photo(path: Path, seed: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    Image.fromarray(rng.integers(30, 225, (24, 32, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def file_loop(folder: Path) -> None:
+    (folder / "l1.jpg").symlink_to("l2.jpg")
+    (folder / "l2.jpg").symlink_to("l1.jpg")
+
+
+def test_a_file_link_loop_in_a_source_folder_gets_a_row(tmp_path):
+    save_photo(tmp_path / "good.png")
+    file_loop(tmp_path)
+    listing = walk(tmp_path)
+    assert listing.files == ["good.png"]
+    assert listing.refused["l1.jpg"].startswith("symlink loop")
+    assert listing.refused["l2.jpg"].startswith("symlink loop")
+
+
+def test_predict_colorizes_the_photo_beside_a_file_link_loop(tmp_path, checkpoint_file):
+    q = tmp_path / "q"
+    q.mkdir()
+    save_photo(q / "good.png")
+    file_loop(q)
+    r = run("predict", "-m", checkpoint_file, "-o", tmp_path / "out", "--quiet", q)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "out" / "good.png").is_file()
+    rows = {Path(row["input"]).name: row for row in read_tsv(tmp_path / "out" / "status.tsv")}
+    assert rows["good.png"]["status"] == "ok"
+    assert rows["l1.jpg"]["status"] == "failed" and rows["l2.jpg"]["status"] == "failed"
+
+
+def test_the_temporary_name_is_short_whatever_the_name(tmp_path):
+    name = "a" * 251 + ".png"  # 255 bytes: the longest name the file system takes
+    assert len(temp_path(tmp_path / name).name) <= 255
+    assert temp_path(tmp_path / name) != temp_path(tmp_path / ("b" * 251 + ".png"))
+    atomic_write_bytes(tmp_path / name, b"x")
+    assert (tmp_path / name).read_bytes() == b"x"
+
+
+def test_predict_colorizes_a_255_byte_name(tmp_path, checkpoint_file):
+    q = tmp_path / "q"
+    q.mkdir()
+    name = "p" * 251 + ".png"
+    save_photo(q / name)
+    r = run("predict", "-m", checkpoint_file, "-o", tmp_path / "out", "--quiet", q)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "out" / name).is_file()
+
+
+def test_an_output_folder_equal_to_the_input_folder_is_a_usage_error(tmp_path, checkpoint_file):
+    save_photo(tmp_path / "good.png")
+    r = run("predict", "-m", checkpoint_file, "-o", tmp_path, "--quiet", tmp_path)
+    assert r.returncode == 2
+    assert "is the input folder" in r.stderr and "no images found" not in r.stderr
+
+
+def test_a_missing_decoder_key_is_named(tmp_path, checkpoint_file):
+    ckpt = torch.load(checkpoint_file, map_location="cpu", weights_only=True)
+    key = next(k for k in ckpt["model"] if not k.startswith("encoder."))
+    del ckpt["model"][key]
+    ckpt["encoder_weights_sha256"] = None  # a full checkpoint: strict load
+    bad = tmp_path / "bad.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
+        load_checkpoint(bad)
+
+
+def test_a_rerun_removes_the_partial_temporary_of_a_killed_run(tmp_path, checkpoint_file):
+    q = tmp_path / "q"
+    q.mkdir()
+    save_photo(q / "good.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()  # a pid now gone
+    stale = out / f".good.tmp{dead}.png"  # the name a writer killed mid-write left
+    stale.write_bytes(b"\x89PNG partial")
+    live = out / f".other.tmp{os.getppid()}.png"  # a live process's temporary: left alone
+    live.write_bytes(b"in progress")
+    r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", q)
+    assert r.returncode == 0, r.stderr
+    assert not stale.exists() and live.exists()
