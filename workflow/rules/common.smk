@@ -185,8 +185,7 @@ def colorize_chunk_tables(wildcards):
 
     n = config["colorize"]["chunks"]
     return [
-        f"results/{wildcards.dataset}/colorized/{wildcards.model}/chunks/"
-        + chunk_status_name(k, n)
+        f"results/{wildcards.dataset}/colorized/{wildcards.model}/chunks/{chunk_status_name(k, n)}"
         for k in range(1, n + 1)
     ]
 

@@ -3,8 +3,6 @@
 
 rule train:
     """Train one model on the train shards, validating on the val shards; resumable."""
-    wildcard_constraints:
-        model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     input:
         train=train_shards,
         val=val_shards,
@@ -39,6 +37,8 @@ rule train:
         "results/{dataset}/logs/train/{model}.log",
     benchmark:
         "results/{dataset}/benchmarks/train/{model}.tsv"
+    wildcard_constraints:
+        model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     script:
         "../scripts/train.py"
 
