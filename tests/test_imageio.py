@@ -176,3 +176,82 @@ def test_a_jpeg_cut_after_its_header_is_still_truncated(tmp_path):
 
     with pytest.raises(ImageDecodeError, match="truncated"):
         load_image(tmp_path / "cut.jpg")
+
+
+def matrix_profile(red, green, blue, gamma: float, name: str) -> bytes:
+    """A real ICC v2 RGB display profile (matrix/TRC), byte by byte: the three D50-adapted
+    colorants, one gamma curve for each channel, the D50 white point and a description."""
+    import struct
+
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    text = name.encode("ascii") + b"\0"
+    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
+    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(*red)), (b"gXYZ", xyz(*green)),
+            (b"bXYZ", xyz(*blue)), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp"
+              + b"\0" * 24 + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+ADOBE_RGB = dict(red=(0.6097, 0.3111, 0.0195), green=(0.2053, 0.6257, 0.0609), blue=(0.1492, 0.0632, 0.7446),
+                 gamma=563 / 256, name="Adobe RGB (1998) test profile")
+
+
+def saturated_photo():
+    rng = np.random.default_rng(3)
+    img = np.zeros((64, 96, 3), np.uint8)
+    img[:, :32] = (220, 30, 40)
+    img[:, 32:64] = (30, 200, 60)
+    img[:, 64:] = rng.integers(0, 256, (64, 32, 3), dtype=np.uint8)
+    return img
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".tif"])
+def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path, ext):
+    from PIL import ImageCms
+
+    icc = matrix_profile(**ADOBE_RGB)
+    rgb = saturated_photo()
+    tagged, plain = tmp_path / f"adobe{ext}", tmp_path / f"plain{ext}"
+    Image.fromarray(rgb).save(tagged, icc_profile=icc, **({"quality": 95} if ext == ".jpg" else {}))
+    Image.fromarray(rgb).save(plain, **({"quality": 95} if ext == ".jpg" else {}))
+    as_stored = np.asarray(Image.open(plain).convert("RGB"))  # the same pixels, no profile
+    # what a colour-managed viewer shows: LittleCMS from the embedded profile to sRGB
+    with Image.open(tagged) as im:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
+        expected = np.asarray(ImageCms.profileToProfile(im.convert("RGB"), profile, ImageCms.createProfile("sRGB")))
+    got = load_image(tagged)
+    assert read_header(tagged).icc and not read_header(plain).icc
+    assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
+    assert np.abs(got.astype(int) - as_stored.astype(int)).mean() > 5  # Adobe RGB's saturated red is not sRGB's
+    assert np.array_equal(load_image(plain), as_stored if ext != ".jpg" else load_image(plain))
+
+
+def test_photos_without_a_profile_or_with_srgb_keep_the_fast_decoder_and_their_bytes(tmp_path):
+    from PIL import ImageCms
+
+    rgb = saturated_photo()
+    plain, srgb, broken = tmp_path / "plain.jpg", tmp_path / "srgb.jpg", tmp_path / "broken.jpg"
+    Image.fromarray(rgb).save(plain, quality=95)
+    srgb_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(rgb).save(srgb, quality=95, icc_profile=srgb_icc)
+    Image.fromarray(rgb).save(broken, quality=95, icc_profile=b"not a profile at all" * 10)
+    reference = cv2.cvtColor(cv2.imread(str(plain), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
+                             cv2.COLOR_BGR2RGB)
+    assert np.array_equal(load_image(plain), reference)  # bit-identical: OpenCV's decode, untouched
+    assert np.array_equal(load_image(srgb), reference)  # an sRGB profile changes nothing
+    assert np.array_equal(load_image(broken), reference)  # an unreadable profile is ignored, not fatal
+    assert not read_header(srgb).icc and not read_header(broken).icc

@@ -23,7 +23,7 @@ from typing import Callable
 
 import cv2
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
 # We check pixel counts ourselves (``max_pixels``) against the header, before decoding.
 Image.MAX_IMAGE_PIXELS = None
@@ -55,6 +55,7 @@ class Header:
     mode: str  # PIL mode: RGB, L, RGBA, P, CMYK, I;16, ...
     frames: int  # > 1 for animated GIF / multi-page TIFF (we use the first)
     orientation: int  # EXIF orientation tag, 1 = upright
+    icc: bool = False  # carries an embedded colour profile other than sRGB (converted on decode)
 
     @property
     def pixels(self) -> int:
@@ -115,7 +116,8 @@ def read_header(path, data: bytes | None = None) -> Header:
             warnings.simplefilter("ignore")
             with Image.open(path if data is None else io.BytesIO(data)) as im:
                 orientation = _orientation(im)
-                return Header(im.format or "?", im.width, im.height, im.mode, getattr(im, "n_frames", 1), orientation)
+                return Header(im.format or "?", im.width, im.height, im.mode, getattr(im, "n_frames", 1), orientation,
+                              _foreign_profile(im.info.get("icc_profile")) is not None)
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -174,8 +176,8 @@ def _jpeg_header(data: bytes) -> Header | None:
             if found is None:
                 return None
             orientation = found
-        elif marker == 0xE2 and seg.startswith(b"MPF\0"):
-            return None  # a multi-picture file: PIL reports it as MPO with its frames
+        elif marker == 0xE2 and seg.startswith((b"MPF\0", b"ICC_PROFILE\0")):
+            return None  # multi-picture (PIL reports it as MPO) or a colour profile: PIL reads it
         elif marker in _SOF_MARKERS:
             if len(seg) < 6 or seg[0] != 8 or seg[5] not in (1, 3):
                 return None
@@ -256,6 +258,35 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     return np.clip(arr.astype(np.float32) * (255.0 / maxval) + 0.5, 0, 255).astype(np.uint8)
 
 
+_SRGB = ImageCms.createProfile("sRGB")
+_CONVERTIBLE = {"RGB": "RGB", "L": "RGB", "CMYK": "RGB", "RGBA": "RGBA"}  # mode -> mode after conversion
+
+
+def _foreign_profile(icc: bytes | None) -> ImageCms.ImageCmsProfile | None:
+    """The embedded ICC profile when it is not sRGB (an unreadable one is ignored: the pixels
+    are taken as sRGB, as before)."""
+    if not icc:
+        return None
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        description = ImageCms.getProfileDescription(profile)
+    except (OSError, ImageCms.PyCMSError, TypeError, ValueError):
+        return None
+    return None if "srgb" in description.lower() else profile
+
+
+def _to_srgb(im: Image.Image, icc: bytes | None) -> Image.Image:
+    """Pixels in their embedded non-sRGB profile ``icc`` (Adobe RGB, Display P3, a CMYK press
+    profile, a gray gamma) converted to sRGB by LittleCMS (perceptual intent); else as they are."""
+    profile = _foreign_profile(icc)
+    if profile is None or im.mode not in _CONVERTIBLE:
+        return im
+    try:
+        return ImageCms.profileToProfile(im, profile, _SRGB, outputMode=_CONVERTIBLE[im.mode])
+    except ImageCms.PyCMSError:  # a profile that does not fit the pixels (an RGB one on CMYK ...)
+        return im
+
+
 def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     mode = im.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
@@ -281,7 +312,8 @@ def _decode_pil(path: Path, header: Header, needed_side: int | None, data: bytes
                 if needed_side and im.format == "JPEG":
                     im.draft("RGB", (needed_side, needed_side))  # reduced-size DCT for CMYK JPEGs
                 im.load()
-                im = ImageOps.exif_transpose(im)
+                icc = im.info.get("icc_profile")
+                im = _to_srgb(ImageOps.exif_transpose(im), icc)
                 rgb = _pil_to_rgb(im)
     except ImageDecodeError:
         raise
@@ -311,7 +343,7 @@ def decode_rgb(path, *, header: Header | None = None, max_pixels: int = DEFAULT_
 
 
 def _decode(path: Path, header: Header, needed_side: int | None, data: bytes | None, bgr: bool) -> np.ndarray:
-    if header.format == "JPEG" and header.mode in ("RGB", "L"):
+    if header.format == "JPEG" and header.mode in ("RGB", "L") and not header.icc:
         return _decode_jpeg_cv2(path, header, needed_side, data, bgr=bgr)
     rgb = _decode_pil(path, header, needed_side, data)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if bgr else rgb
