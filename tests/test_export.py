@@ -99,3 +99,28 @@ def test_a_file_that_is_not_onnx_is_a_clear_error(tmp_path, capsys):
         main(["predict", "--model", str(bad), "-o", str(tmp_path / "out"), str(tmp_path)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "bad.onnx" in err and "not a loadable ONNX model" in err
+
+
+@pytest.mark.parametrize("kind", ["other_names", "no_metadata"])
+def test_a_valid_onnx_file_of_another_model_is_refused_at_load(tmp_path, capsys, kind):
+    """A real, loadable ONNX graph that is not a colorizer: usage error (exit 2) naming what it
+    has, before any photo is read (it used to fail every photo with `Required inputs ...`)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    names = ("x", "y") if kind == "other_names" else ("L_norm", "ab_norm")
+    node = helper.make_node("Concat", [names[0], names[0]], [names[1]], axis=1)
+    graph = helper.make_graph([node], "other", [helper.make_tensor_value_info(names[0], TensorProto.FLOAT,
+                                                                              ["B", 1, "H", "W"])],
+                              [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, ["B", 2, "H", "W"])])
+    other = tmp_path / "other.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(other))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.fromarray(np.full((40, 40, 3), 120, np.uint8)).save(photos / "a.png")
+    with pytest.raises(SystemExit) as e:
+        main(["predict", "--model", str(other), "-o", str(tmp_path / "out"), str(photos)])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "other.onnx" in err
+    assert ("needs input 'L_norm'" in err and "'x'" in err) if kind == "other_names" else "metadata" in err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))

@@ -90,8 +90,25 @@ class OnnxColorizer:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._check_interface()
         self.size_multiple = int(self.meta.get("size_multiple") or 1)
         self._digest: str | None = None
+
+    def _check_interface(self) -> None:
+        """Refuse an ONNX file that is not a colorizer exported by ``colorize export``: one input
+        ``L_norm`` (B, 1, H, W), one output ``ab_norm`` (B, 2, H, W), our metadata. (Any valid
+        ONNX file loads in onnxruntime; without this every photo would fail later.)"""
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        found = (f"inputs {[(i.name, len(i.shape or [])) for i in inputs]}, "
+                 f"outputs {[(o.name, len(o.shape or [])) for o in outputs]}")
+        fits = (len(inputs) == 1 and inputs[0].name == INPUT and len(inputs[0].shape or []) == 4
+                and inputs[0].shape[1] == 1 and any(o.name == OUTPUT and len(o.shape or []) == 4 for o in outputs))
+        if not fits:
+            raise ValueError(f"not a colorize model: it needs input {INPUT!r} (B, 1, H, W) and output "
+                             f"{OUTPUT!r} (B, 2, H, W), it has {found}")
+        if "model_config" not in self.meta or "size_multiple" not in self.meta:
+            raise ValueError("not exported by colorize export: the model_config and size_multiple "
+                             "metadata are missing")
 
     def eval(self) -> OnnxColorizer:
         return self
