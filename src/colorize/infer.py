@@ -221,16 +221,37 @@ def colorize_files(
     """
     model.eval()
     one_malloc_arena()
-    batch_size = batch_size_for(model, batch_size)
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(output_dir)  # partial files of a run killed mid-write
     status_path = Path(status_path) if status_path is not None else output_dir / "status.tsv"
-    workers = max(1, int(workers or min(4, os.cpu_count() or 1)))
     settings = run_settings(model, size=size, jpeg_quality=jpeg_quality)
     previous = previous_status(status_path) if resume else {}
+    results, jobs, n_resumed = _plan(inputs, output_dir, root, previous, settings)
 
-    results: list[Result | Future | None] = [None] * len(inputs)
+    journal = StatusJournal(status_path)
+    for r in results:
+        if r is not None:
+            journal.add(r)
+    if n_resumed:
+        log.info("resuming: %d of %d images already done with the same model and options (%s)", n_resumed,
+                 len(inputs), status_path)
+    bar = tqdm(total=len(inputs), unit="img", disable=not progress, desc="colorize")
+    bar.update(sum(r is not None for r in results))
+    pipeline = _Pipeline(model, results, journal, bar, settings, size=size, max_pixels=max_pixels,
+                         jpeg_quality=jpeg_quality, batch_size=batch_size_for(model, batch_size),
+                         workers=max(1, int(workers or min(4, os.cpu_count() or 1))))
+    pipeline.run(jobs)
+    bar.close()
+    return _finish(results, inputs, journal, pipeline.stopped, n_resumed, output_dir)
+
+
+def _plan(inputs, output_dir: Path, root, previous: dict, settings: str):
+    """Each input's output name, and what needs no decoding: an input outside ``root``, an
+    output another input claims or that would replace its input (failed rows), one an earlier
+    run did with the same settings (``previous``; a resumed row). Returns (results, with None
+    where a job remains; the jobs in input order; how many were resumed)."""
+    results: list[Result | None] = [None] * len(inputs)
     jobs: list[tuple[int, Path, Path, str]] = []  # (index, source, destination, source stamp)
     claimed: dict[PurePath, str] = {}
     n_resumed = 0
@@ -270,96 +291,101 @@ def colorize_files(
             n_resumed += 1
             continue
         jobs.append((i, src, dst, stamp))
+    return results, jobs, n_resumed
 
-    journal = StatusJournal(status_path)
-    for r in results:
-        if isinstance(r, Result):
-            journal.add(r)
-    if n_resumed:
-        log.info("resuming: %d of %d images already done with the same model and options (%s)", n_resumed,
-                 len(inputs), status_path)
-    bar = tqdm(total=len(inputs), unit="img", disable=not progress, desc="colorize")
-    bar.update(sum(r is not None for r in results))
-    # Full-size images held at once (decoding ahead, batched, encoding behind), 2 bytes per
-    # pixel each: a budget for all three stages, so memory stays flat however many photos.
-    budget = batch_size + workers
-    stopped: str | None = None  # why the run stopped early (the output disk is full ...)
-    with (
-        ThreadPoolExecutor(workers, thread_name_prefix="decode") as decoders,
-        ThreadPoolExecutor(workers, thread_name_prefix="encode") as encoders,
-    ):
-        pending: deque[tuple[int, Path, Path, str, Future]] = deque()
-        batch: list[tuple[int, Path, Path, str, _Decoded]] = []
-        writes: set[Future] = set()
-        todo = iter(jobs)
 
-        def finished(i: int, result: Result) -> None:
-            nonlocal stopped
-            results[i] = result
-            journal.add(result)
-            bar.update(1)
-            if result.errno in FATAL_WRITE_ERRNOS and stopped is None:
-                stopped = f"not attempted: the run stopped after a write failed ({os.strerror(result.errno)})"
-                log.error("stopping: cannot write the output of %s: %s", result.input, os.strerror(result.errno))
+class _Pipeline:
+    """Decode ahead (threads), predict in batches (the caller's thread), encode behind (threads),
+    with at most ``batch_size + workers`` full-size images in flight: memory stays flat however
+    many photos. Each finished file goes into ``results`` and the journal at once; a write that
+    fails because the disk is full or read-only stops the run (``stopped`` says why)."""
 
-        def drain(limit: int) -> None:
-            nonlocal writes
-            while len(writes) > limit:
-                done, writes = wait(writes, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    finished(fut.index, fut.result())
+    def __init__(self, model, results, journal, bar, settings, *, size, max_pixels, jpeg_quality, batch_size,
+                 workers):
+        self.model, self.results, self.journal, self.bar, self.settings = model, results, journal, bar, settings
+        self.size, self.max_pixels, self.jpeg_quality = size, max_pixels, jpeg_quality
+        self.batch_size, self.workers = batch_size, workers
+        self.budget = batch_size + workers  # full-size images held at once, 2 bytes per pixel each
+        self.stopped: str | None = None
+        self.pending: deque[tuple[int, Path, Path, str, Future]] = deque()
+        self.batch: list[tuple[int, Path, Path, str, _Decoded]] = []
+        self.writes: dict[Future, int] = {}  # encode job -> its input's index
 
-        def refill() -> None:
-            while stopped is None:
-                if len(pending) + len(batch) + len(writes) >= budget:
-                    if pending or not writes:
-                        return
-                    drain(len(writes) - 1)  # nothing decoded to batch: wait for a write to make room
+    def run(self, jobs: list[tuple[int, Path, Path, str]]) -> None:
+        with (
+            ThreadPoolExecutor(self.workers, thread_name_prefix="decode") as self.decoders,
+            ThreadPoolExecutor(self.workers, thread_name_prefix="encode") as self.encoders,
+        ):
+            todo = iter(jobs)
+            self._refill(todo)
+            while self.pending:
+                i, src, dst, stamp, fut = self.pending.popleft()
+                if self.stopped is not None:
+                    fut.cancel()
                     continue
-                job = next(todo, None)
-                if job is None:
+                try:
+                    self.batch.append((i, src, dst, stamp, fut.result()))
+                except ImageDecodeError as e:
+                    self._finished(i, Result(str(src), None, "failed", e.reason, source=stamp,
+                                             settings=self.settings))
+                except Exception as e:  # anything unexpected in one file is that file's problem
+                    self._finished(i, Result(str(src), None, "failed", f"{type(e).__name__}: {e}", source=stamp,
+                                             settings=self.settings))
+                if len(self.batch) == self.batch_size:
+                    self._predict_batch()
+                self._refill(todo)
+            if self.batch and self.stopped is None:
+                self._predict_batch()
+            self._drain(0)
+
+    def _finished(self, i: int, result: Result) -> None:
+        self.results[i] = result
+        self.journal.add(result)
+        self.bar.update(1)
+        if result.errno in FATAL_WRITE_ERRNOS and self.stopped is None:
+            self.stopped = f"not attempted: the run stopped after a write failed ({os.strerror(result.errno)})"
+            log.error("stopping: cannot write the output of %s: %s", result.input, os.strerror(result.errno))
+
+    def _drain(self, limit: int) -> None:
+        """Wait for encode jobs until at most ``limit`` are running."""
+        while len(self.writes) > limit:
+            done, _ = wait(self.writes, return_when=FIRST_COMPLETED)
+            for fut in done:
+                self._finished(self.writes.pop(fut), fut.result())
+
+    def _refill(self, todo) -> None:
+        """Start decoding the next files while the budget of images in flight allows."""
+        while self.stopped is None:
+            if len(self.pending) + len(self.batch) + len(self.writes) >= self.budget:
+                if self.pending or not self.writes:
                     return
-                pending.append((*job, decoders.submit(_decode, job[1], size, max_pixels)))
-
-        def run_batch() -> None:
-            try:
-                ab = predict_ab(model, np.stack([d.L_work for *_, d in batch]))
-            except Exception as e:  # e.g. CUDA out of memory: these files fail, the run goes on
-                log.exception("model failed on a batch of %d", len(batch))
-                for i, src, _, stamp, d in batch:
-                    h, w = d.L_full.shape
-                    finished(i, Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h,
-                                       stamp, settings))
-            else:
-                for (i, src, dst, stamp, d), a in zip(batch, ab):
-                    fut = encoders.submit(_encode, src, dst, d.L_full, a, jpeg_quality, stamp, settings)
-                    fut.index = i
-                    results[i] = fut
-                    writes.add(fut)
-            batch.clear()
-
-        refill()
-        while pending:
-            i, src, dst, stamp, fut = pending.popleft()
-            if stopped is not None:
-                fut.cancel()
+                self._drain(len(self.writes) - 1)  # nothing decoded to batch: wait for a write to make room
                 continue
-            try:
-                batch.append((i, src, dst, stamp, fut.result()))
-            except ImageDecodeError as e:
-                finished(i, Result(str(src), None, "failed", e.reason, source=stamp, settings=settings))
-            except Exception as e:  # anything unexpected in one file is that file's problem
-                finished(i, Result(str(src), None, "failed", f"{type(e).__name__}: {e}", source=stamp,
-                                   settings=settings))
-            if len(batch) == batch_size:
-                run_batch()
-            refill()
-        if batch and stopped is None:
-            run_batch()
-        drain(0)
-    bar.close()
+            job = next(todo, None)
+            if job is None:
+                return
+            self.pending.append((*job, self.decoders.submit(_decode, job[1], self.size, self.max_pixels)))
 
-    final = Results(r.result() if isinstance(r, Future) else r for r in results)
+    def _predict_batch(self) -> None:
+        batch, self.batch = self.batch, []
+        try:
+            ab = predict_ab(self.model, np.stack([d.L_work for *_, d in batch]))
+        except Exception as e:  # e.g. CUDA out of memory: these files fail, the run goes on
+            log.exception("model failed on a batch of %d", len(batch))
+            for i, src, _, stamp, d in batch:
+                h, w = d.L_full.shape
+                self._finished(i, Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h,
+                                         stamp, self.settings))
+            return
+        for (i, src, dst, stamp, d), a in zip(batch, ab):
+            fut = self.encoders.submit(_encode, src, dst, d.L_full, a, self.jpeg_quality, stamp, self.settings)
+            self.writes[fut] = i
+
+
+def _finish(results, inputs, journal, stopped: str | None, n_resumed: int, output_dir: Path) -> Results:
+    """Every input's row (the ones never reached when the run stopped early say so), the
+    complete status table, and the summary line."""
+    final = Results(results)
     for i, r in enumerate(final):
         if r is None:  # never reached: the run stopped early
             final[i] = Result(str(inputs[i][0] if isinstance(inputs[i], tuple) else inputs[i]), None, "failed",
