@@ -29,7 +29,7 @@ import json
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -332,8 +332,7 @@ def train(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint_path, best_path = out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
-    history_path, curve_path = out_dir / HISTORY_NAME, out_dir / CURVE_NAME
+    paths = _Outputs(out_dir)
     cfg = train_cfg
     world, main = distributed.world_size(), distributed.is_main()
     if cfg.gpus != world:
@@ -343,39 +342,96 @@ def train(
     configure_backends(device)
     if world > 1:
         card = {**(card or {}), "processes": world, "global_batch_size": cfg.batch_size * world}
+    run = _start(model_cfg, cfg, train_shards, val_shards, paths, device, main)
+    trained = distributed.wrap(run.model, device)  # DDP with several processes, else the model itself
+    train_data, val_data, workers = _datasets(model_cfg, cfg, train_shards, val_shards, run, device, world)
+    pin = device.type == "cuda" and not cfg.in_memory
 
-    # Model and optimiser, fresh or from the last checkpoint (the same in every process).
+    t_start = last_plot = time.perf_counter()
+    stopped_early = False
+    for epoch in range(run.start_epoch, cfg.epochs + 1):
+        if cfg.patience and _epochs_without_improvement(run.history) >= cfg.patience:
+            log.info("early stop: no better validation PSNR for %d epochs", cfg.patience)
+            stopped_early = True
+            break
+        improved = _one_epoch(run, trained, train_data, val_data, cfg, epoch, device, workers, pin,
+                              progress=progress and main)
+        if main:
+            _save(run, model_cfg, cfg, paths, epoch, improved, len(train_data), len(val_data), device, card)
+            if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
+                plot_history(run.history, paths.curve, title=model_cfg.arch)
+                last_plot = time.perf_counter()
+        row = run.history[-1]
+        log.info(
+            "epoch %d/%d: train loss %.5g, val loss %s, val PSNR %s dB%s, %.1f images/s, %.1f s",
+            epoch, cfg.epochs, row["train_loss"], cell(row["val_loss"]), cell(row["val_psnr"]),
+            " (best)" if improved and row["val_psnr"] is not None else "", row["images_per_s"], row["seconds"],
+        )  # fmt: skip
+
+    # Outputs also exist when there was nothing left to train (e.g. resumed after the last epoch).
+    if main:
+        write_history(run.history, paths.history)
+        plot_history(run.history, paths.curve, title=model_cfg.arch)
+    return _summary(run, paths, device, len(train_data), len(val_data), stopped_early, time.perf_counter() - t_start)
+
+
+class _Outputs:
+    """The files a training run writes into its folder."""
+
+    def __init__(self, out_dir: Path):
+        self.checkpoint, self.best = out_dir / CHECKPOINT_NAME, out_dir / BEST_NAME
+        self.history, self.curve = out_dir / HISTORY_NAME, out_dir / CURVE_NAME
+        self.folder = out_dir
+
+
+@dataclass
+class _Run:
+    """What a training run carries from epoch to epoch (and a checkpoint restores)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    loss_fn: object
+    data: dict  # the shards' fingerprints and image size: a checkpoint resumes only on the same data
+    history: list = field(default_factory=list)
+    best_val_psnr: float | None = None
+    start_epoch: int = 1
+    resumed: bool = False
+
+
+def _start(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards, paths: _Outputs, device,
+           main: bool) -> _Run:
+    """Model, optimiser and loss, fresh or from the last checkpoint (the same in every process)."""
     seed_everything(cfg.seed)
     model = to_device_format(build_model(model_cfg), device)
     optimizer = torch.optim.Adam(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    history: list[dict] = []
-    best_val_psnr = None
-    start_epoch = 1
     data = {"train": fingerprint(train_shards), "val": fingerprint(val_shards),
             "image_size": next((size for n, size in map(shard_info, train_shards) if n), None)}
     with distributed.main_first():  # zhang: rank 0 computes and caches the ab prior, the others read it
-        loss_fn = _prepare_loss(model, model_cfg, train_shards, out_dir, data["train"])
-    resumed = _resume_state(checkpoint_path, model_cfg, cfg, data)
+        loss_fn = _prepare_loss(model, model_cfg, train_shards, paths.folder, data["train"])
+    run = _Run(model, optimizer, loss_fn, data)
+    resumed = _resume_state(paths.checkpoint, model_cfg, cfg, data)
     if resumed is not None:
         model.load_state_dict(resumed["model"])
         optimizer.load_state_dict(resumed["optimizer"])
-        history = resumed["history"]
-        best_val_psnr = resumed["best_val_psnr"]
-        start_epoch = resumed["epoch"] + 1
-        log.info(
-            "resuming from %s: epoch %d done, continuing at epoch %d", checkpoint_path, resumed["epoch"], start_epoch
-        )
+        run.history, run.best_val_psnr = resumed["history"], resumed["best_val_psnr"]
+        run.start_epoch, run.resumed = resumed["epoch"] + 1, True
+        log.info("resuming from %s: epoch %d done, continuing at epoch %d", paths.checkpoint, resumed["epoch"],
+                 run.start_epoch)
     else:
-        if checkpoint_path.exists() and main:
-            checkpoint_path.unlink()
-            best_path.unlink(missing_ok=True)
+        if paths.checkpoint.exists() and main:
+            paths.checkpoint.unlink()
+            paths.best.unlink(missing_ok=True)
         if cfg.init_from:
             _init_weights(model, model_cfg, cfg.init_from)
-    if start_epoch > cfg.epochs:
-        log.info("nothing left to train: %s already holds epoch %d of %d", checkpoint_path, start_epoch - 1, cfg.epochs)
-    trained = distributed.wrap(model, device)  # DDP with several processes, else the model itself
+    if run.start_epoch > cfg.epochs:
+        log.info("nothing left to train: %s already holds epoch %d of %d", paths.checkpoint, run.start_epoch - 1,
+                 cfg.epochs)
+    return run
 
-    # Data: streamed from shards (or resident in memory), reseeded per epoch; this process's share.
+
+def _datasets(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards, run: _Run, device, world: int):
+    """This process's share of the train and val shards, streamed (or resident in memory), and
+    the number of loader workers."""
     data_device = device if cfg.in_memory else "cpu"
     share = dict(rank=distributed.rank(), world_size=world)
     train_data = make_dataset(
@@ -387,95 +443,86 @@ def train(
     if len(train_data) == 0:
         raise ValueError(f"no training images in {len(train_shards)} shard(s)")
     workers = 0 if cfg.in_memory else min(cfg.num_workers, len(train_shards))
-    steps_per_epoch = batches_per_epoch(train_data, cfg.batch_size, workers)
     log.info(
         "model %s (%d parameters) on %s; %d training images (%dpx samples), %d validation images; "
         "epochs %d..%d, batch %d x %d process(es), about %d steps/epoch, %d workers",
-        model_cfg.arch, count_parameters(model), device, len(train_data), train_data.sample_size or 0,
-        len(val_data), start_epoch, cfg.epochs, cfg.batch_size, world, steps_per_epoch, workers,
+        model_cfg.arch, count_parameters(run.model), device, len(train_data), train_data.sample_size or 0,
+        len(val_data), run.start_epoch, cfg.epochs, cfg.batch_size, world,
+        batches_per_epoch(train_data, cfg.batch_size, workers), workers,
     )  # fmt: skip
     if len(val_data) == 0:
         log.warning("no validation images: val_loss and val_psnr stay empty; best.pt follows the last epoch")
-    pin = device.type == "cuda" and not cfg.in_memory
+    return train_data, val_data, workers
 
-    t_start = last_plot = time.perf_counter()
-    stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        if cfg.patience and _epochs_without_improvement(history) >= cfg.patience:
-            log.info("early stop: no better validation PSNR for %d epochs", cfg.patience)
-            stopped_early = True
-            break
-        t0 = time.perf_counter()
-        seed_everything(cfg.seed, epoch)
-        train_data.set_epoch(epoch)
 
-        batches = iterate_batches(train_data, cfg.batch_size, num_workers=workers, pin_memory=pin)
-        steps = batches_per_epoch(train_data, cfg.batch_size, workers)
-        train_loss, n_images = _train_one_epoch(
-            trained, optimizer, loss_fn, batches, device,
-            epoch=epoch, log_interval=cfg.log_interval, progress=progress and main, total_steps=steps,
-        )  # fmt: skip
-        train_seconds = time.perf_counter() - t0
-        (train_loss,), n_images = _mean_over_ranks([train_loss], n_images, device)
+def _one_epoch(run: _Run, trained, train_data, val_data, cfg: TrainConfig, epoch: int, device, workers: int,
+               pin: bool, *, progress: bool) -> bool:
+    """Train one epoch and validate; appends its history row. Returns whether validation PSNR
+    improved (always True without validation images: best.pt follows the last epoch)."""
+    t0 = time.perf_counter()
+    seed_everything(cfg.seed, epoch)
+    train_data.set_epoch(epoch)
+    batches = iterate_batches(train_data, cfg.batch_size, num_workers=workers, pin_memory=pin)
+    train_loss, n_images = _train_one_epoch(
+        trained, run.optimizer, run.loss_fn, batches, device, epoch=epoch, log_interval=cfg.log_interval,
+        progress=progress, total_steps=batches_per_epoch(train_data, cfg.batch_size, workers),
+    )  # fmt: skip
+    train_seconds = time.perf_counter() - t0
+    (train_loss,), n_images = _mean_over_ranks([train_loss], n_images, device)
 
-        val_batches = iterate_batches(val_data, cfg.batch_size, num_workers=0, pin_memory=pin)
-        val_loss, val_psnr, n_val = evaluate(model, loss_fn, val_batches, device)
-        (val_loss, val_psnr), _ = _mean_over_ranks([val_loss, val_psnr], n_val, device)
+    val_batches = iterate_batches(val_data, cfg.batch_size, num_workers=0, pin_memory=pin)
+    val_loss, val_psnr, n_val = evaluate(run.model, run.loss_fn, val_batches, device)
+    (val_loss, val_psnr), _ = _mean_over_ranks([val_loss, val_psnr], n_val, device)
 
-        improved = math.isnan(val_psnr) or best_val_psnr is None or val_psnr > best_val_psnr
-        if not math.isnan(val_psnr) and improved:
-            best_val_psnr = val_psnr
-        history.append(
-            {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "val_loss": None if math.isnan(val_loss) else val_loss,
-                "val_psnr": None if math.isnan(val_psnr) else val_psnr,
-                "images_per_s": n_images / train_seconds,
-                "seconds": time.perf_counter() - t0,  # training and validation, not saving
-            }
-        )
-        if main:
-            ckpt = make_checkpoint(model, optimizer, model_cfg, cfg, data, epoch, best_val_psnr, history)
-            ckpt["card"] = model_card(model, model_cfg, history, best_val_psnr, len(train_data), len(val_data),
-                                      device, card)
-            save_checkpoint(ckpt, checkpoint_path)
-            if improved:
-                ckpt["optimizer"] = None
-                save_checkpoint(ckpt, best_path)
-            write_history(history, history_path)
-            if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
-                plot_history(history, curve_path, title=model_cfg.arch)
-                last_plot = time.perf_counter()
-        log.info(
-            "epoch %d/%d: train loss %.5g, val loss %s, val PSNR %s dB%s, %.1f images/s, %.1f s",
-            epoch, cfg.epochs, train_loss, cell(history[-1]["val_loss"]), cell(history[-1]["val_psnr"]),
-            " (best)" if improved and not math.isnan(val_psnr) else "", history[-1]["images_per_s"],
-            history[-1]["seconds"],
-        )  # fmt: skip
+    improved = math.isnan(val_psnr) or run.best_val_psnr is None or val_psnr > run.best_val_psnr
+    if not math.isnan(val_psnr) and improved:
+        run.best_val_psnr = val_psnr
+    run.history.append(
+        {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "val_loss": None if math.isnan(val_loss) else val_loss,
+            "val_psnr": None if math.isnan(val_psnr) else val_psnr,
+            "images_per_s": n_images / train_seconds,
+            "seconds": time.perf_counter() - t0,  # training and validation, not saving
+        }
+    )
+    return improved
 
-    # Outputs also exist when there was nothing left to train (e.g. resumed after the last epoch).
-    if main:
-        write_history(history, history_path)
-        plot_history(history, curve_path, title=model_cfg.arch)
-    last = history[-1] if history else {}
+
+def _save(run: _Run, model_cfg: ModelConfig, cfg: TrainConfig, paths: _Outputs, epoch: int, improved: bool,
+          n_train: int, n_val: int, device, card: dict | None) -> None:
+    """The epoch's checkpoint (resumable), best.pt when it improved (without the optimiser),
+    and the history table."""
+    ckpt = make_checkpoint(run.model, run.optimizer, model_cfg, cfg, run.data, epoch, run.best_val_psnr, run.history)
+    ckpt["card"] = model_card(run.model, model_cfg, run.history, run.best_val_psnr, n_train, n_val, device, card)
+    save_checkpoint(ckpt, paths.checkpoint)
+    if improved:
+        ckpt["optimizer"] = None
+        save_checkpoint(ckpt, paths.best)
+    write_history(run.history, paths.history)
+
+
+def _summary(run: _Run, paths: _Outputs, device, n_train: int, n_val: int, stopped_early: bool,
+             seconds: float) -> dict:
+    last = run.history[-1] if run.history else {}
     return {
         "device": str(device),
-        "parameters": count_parameters(model),
-        "train_images": len(train_data),
-        "val_images": len(val_data),
-        "resumed_from_epoch": start_epoch - 1 if resumed is not None else None,
+        "parameters": count_parameters(run.model),
+        "train_images": n_train,
+        "val_images": n_val,
+        "resumed_from_epoch": run.start_epoch - 1 if run.resumed else None,
         "epochs_completed": int(last.get("epoch", 0)),
         "stopped_early": stopped_early,
         "train_loss": last.get("train_loss"),
         "val_loss": last.get("val_loss"),
         "val_psnr": last.get("val_psnr"),
-        "best_val_psnr": best_val_psnr,
-        "seconds": time.perf_counter() - t_start,
-        "checkpoint": str(checkpoint_path),
-        "best": str(best_path),
-        "history": str(history_path),
-        "curve": str(curve_path),
+        "best_val_psnr": run.best_val_psnr,
+        "seconds": seconds,
+        "checkpoint": str(paths.checkpoint),
+        "best": str(paths.best),
+        "history": str(paths.history),
+        "curve": str(paths.curve),
     }
 
 
