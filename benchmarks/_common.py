@@ -21,7 +21,9 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{platform.node()} | {cpu} | {os.cpu_count()} cores | Python {platform.python_version()}"
+    return (
+        f"{platform.node()} | {cpu} | {os.cpu_count()} cores | Python {platform.python_version()}"
+    )
 
 
 def peak_rss_mb() -> float:

@@ -23,7 +23,9 @@ def smooth_rgb(size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     freq, phase = rng.uniform(0.5, 3, 3), rng.uniform(0, 2 * np.pi, 3)
-    chans = [0.5 + 0.35 * np.sin(2 * np.pi * freq[c] * (x * (c + 1) + y) + phase[c]) for c in range(3)]
+    chans = [
+        0.5 + 0.35 * np.sin(2 * np.pi * freq[c] * (x * (c + 1) + y) + phase[c]) for c in range(3)
+    ]
     img = np.stack(chans, -1) + rng.normal(0, 0.03, (size, size, 3))
     return (np.clip(img, 0, 1) * 255).astype(np.uint8)
 
@@ -50,7 +52,11 @@ def model_for(arch: str, small: bool = False):
     from colorize.models import ModelConfig, build_model
 
     if arch == "unet":
-        cfg = ModelConfig(arch="unet", base_channels=8, depth=2) if small else ModelConfig(arch="unet")
+        cfg = (
+            ModelConfig(arch="unet", base_channels=8, depth=2)
+            if small
+            else ModelConfig(arch="unet")
+        )
     else:
         cfg = ModelConfig(arch=arch)
     torch.manual_seed(0)
@@ -96,8 +102,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def timed_model_only(step: Stepper, batch: int, size: int, seconds: float, min_steps: int,
-                     read_loss: bool) -> dict:
+def timed_model_only(
+    step: Stepper, batch: int, size: int, seconds: float, min_steps: int, read_loss: bool
+) -> dict:
     """Images/s of ``step`` on synthetic tensors already on the device (the ceiling)."""
     dev = step.device
     L = torch.rand(batch, 1, size, size, device=dev) * 2 - 1
@@ -130,8 +137,12 @@ def timed_loop(step: Stepper, batches, skip: int = 1) -> dict:
         n += len(L)
     sync(step.device)
     dt = time.perf_counter() - t0
-    return {"images": n, "seconds": dt, "img/s": n / dt if dt > 0 else float("nan"),
-            "startup_s": t0 - t_start}
+    return {
+        "images": n,
+        "seconds": dt,
+        "img/s": n / dt if dt > 0 else float("nan"),
+        "startup_s": t0 - t_start,
+    }
 
 
 def timed_loader(batches, skip: int = 1) -> dict:
@@ -143,5 +154,9 @@ def timed_loader(batches, skip: int = 1) -> dict:
     t0 = time.perf_counter()
     n = sum(len(L) for L, _ in it)
     dt = time.perf_counter() - t0
-    return {"images": n, "seconds": dt, "img/s": n / dt if dt > 0 else float("nan"),
-            "startup_s": t0 - t_start}
+    return {
+        "images": n,
+        "seconds": dt,
+        "img/s": n / dt if dt > 0 else float("nan"),
+        "startup_s": t0 - t_start,
+    }

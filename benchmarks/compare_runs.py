@@ -40,17 +40,39 @@ def compare(a: Path, b: Path) -> list[str]:
             lines.append(f"{rel}: {'datasets and attributes equal' if same else 'SHARDS DIFFER'}")
         elif p.suffix == ".pt":
             x, y = torch.load(p, weights_only=True), torch.load(q, weights_only=True)
-            weights = all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"]) and x["model"].keys() == y["model"].keys()
-            strip = lambda rows: [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows or []]  # noqa: E731
-            other = [k for k in x if k not in ("model", "optimizer", "history", "card") and x[k] != y.get(k)]
+            weights = (
+                all(torch.equal(x["model"][k], y["model"][k]) for k in x["model"])
+                and x["model"].keys() == y["model"].keys()
+            )
+
+            def strip(rows):
+                return [{k: v for k, v in r.items() if k not in TIMINGS} for r in rows or []]
+
+            other = [
+                k
+                for k in x
+                if k not in ("model", "optimizer", "history", "card") and x[k] != y.get(k)
+            ]
             history = strip(x.get("history")) == strip(y.get("history"))
-            lines.append(f"{rel}: weights {'equal' if weights else 'DIFFER'}, other keys differing {other}, "
-                         f"history without timings {'equal' if history else 'DIFFERS'}")
+            lines.append(
+                f"{rel}: weights {'equal' if weights else 'DIFFER'}, other keys differing {other}, "
+                f"history without timings {'equal' if history else 'DIFFERS'}"
+            )
         elif p.suffix == ".tsv":
             ra = [r.split("\t") for r in p.read_text().splitlines()]
             rb = [r.split("\t") for r in q.read_text().splitlines()]
-            cols = sorted({ra[0][i] for r1, r2 in zip(ra, rb) for i, (c1, c2) in enumerate(zip(r1, r2)) if c1 != c2})
-            lines.append(f"{rel}: columns differing {cols}" + ("" if len(ra) == len(rb) else ", ROW COUNT DIFFERS"))
+            cols = sorted(
+                {
+                    ra[0][i]
+                    for r1, r2 in zip(ra, rb)
+                    for i, (c1, c2) in enumerate(zip(r1, r2))
+                    if c1 != c2
+                }
+            )
+            lines.append(
+                f"{rel}: columns differing {cols}"
+                + ("" if len(ra) == len(rb) else ", ROW COUNT DIFFERS")
+            )
         else:
             lines.append(f"{rel}: BYTES DIFFER")
     return lines

@@ -41,11 +41,16 @@ def _preflight() -> None:
     import importlib.util
     import types
 
-    missing = [m for m in ("numpy", "torch", "h5py", "cv2", "PIL") if importlib.util.find_spec(m) is None]
+    missing = [
+        m for m in ("numpy", "torch", "h5py", "cv2", "PIL") if importlib.util.find_spec(m) is None
+    ]
     if missing:
-        sys.exit(f"gpu_all.py: missing Python packages {missing} (pip install from a wheel cache; "
-                 "envs/requirements.txt has the pins)")
+        sys.exit(
+            f"gpu_all.py: missing Python packages {missing} (pip install from a wheel cache; "
+            "envs/requirements.txt has the pins)"
+        )
     if importlib.util.find_spec("tqdm") is None:
+
         class _Quiet:
             def __init__(self, iterable=None, *a, **k):
                 self.iterable = iterable
@@ -61,10 +66,10 @@ def _preflight() -> None:
 
 
 _preflight()
+import torch  # noqa: E402
+
 from _common import machine, print_table  # noqa: E402
 from _train_bench import Stepper, make_shards, smooth_rgb, sync, timed_loop, timed_model_only  # noqa: E402
-
-import torch  # noqa: E402
 
 
 def fits(arch: str, device, precision: str, batch: int, size: int, small: bool) -> int:
@@ -93,15 +98,21 @@ def training_rows(args, device, tmp: Path) -> list[dict]:
             try:
                 batch = fits(arch, device, precision, args.batch, args.size, args.cpu_smoke)
                 step = Stepper(arch, device, precision, args.cpu_smoke)
-                ceiling = timed_model_only(step, batch, args.size, args.seconds, args.min_steps, read_loss=True)
+                ceiling = timed_model_only(
+                    step, batch, args.size, args.seconds, args.min_steps, read_loss=True
+                )
                 rows.append(_row(case, batch, "model-only", ceiling, ceiling))
-                no_item = timed_model_only(step, batch, args.size, args.seconds, args.min_steps, read_loss=False)
+                no_item = timed_model_only(
+                    step, batch, args.size, args.seconds, args.min_steps, read_loss=False
+                )
                 rows.append(_row(case, batch, "model-only, no loss.item()", no_item, ceiling))
                 for workers in [int(w) for w in args.workers.split(",")]:
                     ds = ShardDataset(shards, train=True, seed=0)
                     ds.set_epoch(1)
                     pin = device.type == "cuda"
-                    batches = iterate_batches(ds, batch, num_workers=workers, pin_memory=pin, drop_last=True)
+                    batches = iterate_batches(
+                        ds, batch, num_workers=workers, pin_memory=pin, drop_last=True
+                    )
                     r = timed_loop(step, batches)
                     rows.append(_row(case, batch, f"full loop, stream w{workers}", r, ceiling))
                 ds = InMemoryDataset(shards, train=True, seed=0, device=device)
@@ -111,17 +122,30 @@ def training_rows(args, device, tmp: Path) -> list[dict]:
                 del ds, step
             except Exception as exc:  # one failing case must not cost the others
                 traceback.print_exc()
-                rows.append({"case": case, "batch": "-", "what": f"FAILED: {type(exc).__name__}: {exc}"[:80],
-                             "img/s": float("nan"), "% of model-only": "-", "start-up s": "-"})
+                rows.append(
+                    {
+                        "case": case,
+                        "batch": "-",
+                        "what": f"FAILED: {type(exc).__name__}: {exc}"[:80],
+                        "img/s": float("nan"),
+                        "% of model-only": "-",
+                        "start-up s": "-",
+                    }
+                )
             if device.type == "cuda":
                 torch.cuda.empty_cache()
     return rows
 
 
 def _row(case, batch, what, r, ceiling) -> dict:
-    return {"case": case, "batch": batch, "what": what, "img/s": r["img/s"],
-            "% of model-only": 100 * r["img/s"] / ceiling["img/s"],
-            "start-up s": r.get("startup_s", "-")}
+    return {
+        "case": case,
+        "batch": batch,
+        "what": what,
+        "img/s": r["img/s"],
+        "% of model-only": 100 * r["img/s"] / ceiling["img/s"],
+        "start-up s": r.get("startup_s", "-"),
+    }
 
 
 def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
@@ -133,19 +157,25 @@ def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
     paths = []
     for i in range(n):
         tile = smooth_rgb(256, 100 + i)
-        img = np.tile(tile, (h // 256 + 1, w // 256 + 1, 1))[:h, :w] if (w, h) != (256, 256) else tile
+        img = (
+            np.tile(tile, (h // 256 + 1, w // 256 + 1, 1))[:h, :w] if (w, h) != (256, 256) else tile
+        )
         p = folder / f"photo_{i:03d}.jpg"
-        cv2.imwrite(str(p), cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 92])
+        cv2.imwrite(
+            str(p),
+            cv2.cvtColor(np.ascontiguousarray(img), cv2.COLOR_RGB2BGR),
+            [cv2.IMWRITE_JPEG_QUALITY, 92],
+        )
         paths.append(p)
     return paths
 
 
 def inference_rows(args, device, tmp: Path) -> list[dict]:
+    from _train_bench import model_for
     from colorize.colorspace import rgb_to_lab
     from colorize.imageio import read_rgb
     from colorize.infer import colorize_files, write_rgb
     from colorize.predict import predict_ab, recombine, working_l
-    from _train_bench import model_for
 
     rows = []
     sets = [("256x256", (256, 256), args.infer_small), ("3000x2000", (3000, 2000), args.infer_full)]
@@ -159,13 +189,13 @@ def inference_rows(args, device, tmp: Path) -> list[dict]:
             paths = make_photos(tmp / f"photos-{label}", n, size)
             out = tmp / "out"
 
-            def loop(ps):
+            def loop(ps, model=model, out=out):
                 for p in ps:
                     L = rgb_to_lab(read_rgb(p))[..., 0]
                     ab = predict_ab(model, working_l(L, args.size)[None])[0]
                     write_rgb(out / "loop" / p.name, recombine(L, ab))
 
-            def batched(ps):
+            def batched(ps, model=model, out=out):
                 res = colorize_files(model, ps, out / "batched", size=args.size, progress=False)
                 assert all(r.ok for r in res), [r for r in res if not r.ok][:1]
 
@@ -177,15 +207,29 @@ def inference_rows(args, device, tmp: Path) -> list[dict]:
                 fn(paths)
                 sync(device)
                 res[name] = len(paths) / (time.perf_counter() - t0)
-                rows.append({"case": f"{arch} infer {label}", "batch": "-", "what": name, "img/s": res[name],
-                             "% of model-only": "-", "start-up s": "-"})
+                rows.append(
+                    {
+                        "case": f"{arch} infer {label}",
+                        "batch": "-",
+                        "what": name,
+                        "img/s": res[name],
+                        "% of model-only": "-",
+                        "start-up s": "-",
+                    }
+                )
             rows[-1]["what"] += f" = {res['batched (colorize_files)'] / res['one at a time']:.2f}x"
     return rows
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--cpu-smoke", action="store_true", help="tiny run on the CPU (checks the script, no numbers)")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--cpu-smoke",
+        action="store_true",
+        help="tiny run on the CPU (checks the script, no numbers)",
+    )
     ap.add_argument("--archs", default="seed_ae,unet")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--size", type=int, default=256)
@@ -194,8 +238,12 @@ def main() -> None:
     ap.add_argument("--workers", default="2,8", help="DataLoader workers for the streaming rows")
     ap.add_argument("--seconds", type=float, default=4.0, help="time per model-only measurement")
     ap.add_argument("--min-steps", type=int, default=5)
-    ap.add_argument("--infer-small", type=int, default=64, help="256x256 photos for the inference rows")
-    ap.add_argument("--infer-full", type=int, default=8, help="3000x2000 photos for the inference rows")
+    ap.add_argument(
+        "--infer-small", type=int, default=64, help="256x256 photos for the inference rows"
+    )
+    ap.add_argument(
+        "--infer-full", type=int, default=8, help="3000x2000 photos for the inference rows"
+    )
     args = ap.parse_args()
     if args.cpu_smoke:
         device = torch.device("cpu")
@@ -204,8 +252,10 @@ def main() -> None:
         args.workers, args.seconds, args.min_steps = "0,2", 0.0, 2
     else:
         if not torch.cuda.is_available():
-            sys.exit("gpu_all.py: no CUDA device (torch.cuda.is_available() is False). "
-                     "Run it on a GPU node, or use --cpu-smoke to check the script on the CPU.")
+            sys.exit(
+                "gpu_all.py: no CUDA device (torch.cuda.is_available() is False). "
+                "Run it on a GPU node, or use --cpu-smoke to check the script on the CPU."
+            )
         device = torch.device("cuda")
         from colorize.device import configure_backends
 
@@ -216,11 +266,16 @@ def main() -> None:
         rows = training_rows(args, device, tmp)
         rows += inference_rows(args, device, tmp)
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else "none (--cpu-smoke)"
-    print(f"\nmachine: {machine()} | GPU: {gpu} | torch {torch.__version__} | "
-          f"{os.cpu_count()} CPU cores | total {time.perf_counter() - t_start:.0f} s")
-    print_table(rows, f"gpu_all: training at {args.size}x{args.size} from {args.images} images in {args.shards} "
-                      f"HDF5 shards; inference on JPEG files" + (" [CPU SMOKE TEST: not GPU numbers]"
-                                                                  if args.cpu_smoke else ""))
+    print(
+        f"\nmachine: {machine()} | GPU: {gpu} | torch {torch.__version__} | "
+        f"{os.cpu_count()} CPU cores | total {time.perf_counter() - t_start:.0f} s"
+    )
+    print_table(
+        rows,
+        f"gpu_all: training at {args.size}x{args.size} from {args.images} images in {args.shards} "
+        f"HDF5 shards; inference on JPEG files"
+        + (" [CPU SMOKE TEST: not GPU numbers]" if args.cpu_smoke else ""),
+    )
 
 
 if __name__ == "__main__":

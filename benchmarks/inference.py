@@ -138,15 +138,36 @@ def child(method: str, listfile: str, arch: str, device: str, out: str, batch_si
 
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    print(json.dumps({"n": n, "seconds": dt, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "seconds": dt,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
 
 
 def measure(method, paths, arch, device, tmp: Path, batch_size: int) -> dict:
     listfile = tmp / "inputs.lst"
     listfile.write_text("\n".join(map(str, paths)))
     out = tmp / f"out-{method}"
-    proc = subprocess.run([sys.executable, __file__, "--child", method, str(listfile), arch, device, str(out),
-                           str(batch_size)], capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            method,
+            str(listfile),
+            arch,
+            device,
+            str(out),
+            str(batch_size),
+        ],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
     subprocess.run(["rm", "-rf", str(out)], check=True)
@@ -154,12 +175,18 @@ def measure(method, paths, arch, device, tmp: Path, batch_size: int) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--inputs", choices=["256", "full"], default="256")
     ap.add_argument("--n", type=int, default=None, help="photos (default 64 at 256, 12 full)")
-    ap.add_argument("--arch", default="unet", choices=["unet", "seed_ae", "shipped", "shipped-torch"])
+    ap.add_argument(
+        "--arch", default="unet", choices=["unet", "seed_ae", "shipped", "shipped-torch"]
+    )
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--batch-size", type=int, default=0, help="0: colorize_files' default for the device")
+    ap.add_argument(
+        "--batch-size", type=int, default=0, help="0: colorize_files' default for the device"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--methods", default="floor,loop,batched")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
@@ -175,24 +202,44 @@ def main() -> None:
         paths = make_inputs(args.inputs, n, tmp / "in")
         methods = args.methods.split(",")
         runs = {m: [] for m in methods}
-        for _ in range(args.repeats):  # interleaved: a load that comes and goes hits every method alike
+        for _ in range(
+            args.repeats
+        ):  # interleaved: a load that comes and goes hits every method alike
             for m in methods:
                 runs[m].append(measure(m, paths, args.arch, args.device, tmp, args.batch_size))
-        res = {m: {"n": r[0]["n"], "seconds": statistics.median(x["seconds"] for x in r),
-                   "rss": max(x["peak_rss_mb"] for x in r)} for m, r in runs.items()}
+        res = {
+            m: {
+                "n": r[0]["n"],
+                "seconds": statistics.median(x["seconds"] for x in r),
+                "rss": max(x["peak_rss_mb"] for x in r),
+            }
+            for m, r in runs.items()
+        }
     base, floor = res.get("loop"), res.get("floor")
     for m, r in res.items():
         ips = r["n"] / r["seconds"]
-        rows.append({"method": m, "images": r["n"], "seconds": r["seconds"], "img/s": ips,
-                     "x loop": ips / (base["n"] / base["seconds"]) if base else "-",
-                     "% of floor": 100 * ips / (floor["n"] / floor["seconds"]) if floor else "-",
-                     "peak RSS MB": r["rss"]})
+        rows.append(
+            {
+                "method": m,
+                "images": r["n"],
+                "seconds": r["seconds"],
+                "img/s": ips,
+                "x loop": ips / (base["n"] / base["seconds"]) if base else "-",
+                "% of floor": 100 * ips / (floor["n"] / floor["seconds"]) if floor else "-",
+                "peak RSS MB": r["rss"],
+            }
+        )
     print(f"machine: {machine()}")
     size = "256x256" if args.inputs == "256" else "3000x2000"
-    weights = {"shipped": "trained weights, as colorize predict runs it (onnxruntime on a CPU)",
-               "shipped-torch": "trained weights, in PyTorch"}.get(args.arch, "random weights")
-    print_table(rows, f"inference: {args.arch} ({weights}), {size} JPEG in and out, device {args.device}, "
-                      f"median of {args.repeats}")
+    weights = {
+        "shipped": "trained weights, as colorize predict runs it (onnxruntime on a CPU)",
+        "shipped-torch": "trained weights, in PyTorch",
+    }.get(args.arch, "random weights")
+    print_table(
+        rows,
+        f"inference: {args.arch} ({weights}), {size} JPEG in and out, device {args.device}, "
+        f"median of {args.repeats}",
+    )
 
 
 if __name__ == "__main__":

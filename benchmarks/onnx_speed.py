@@ -49,16 +49,23 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     shipped, ckpt = load_model(SHIPPED, "cpu")
     models = [("shipped effnet_unet", shipped, int(ckpt["image_size"]))]
-    for name, cfg in (("seed_ae", ModelConfig(arch="seed_ae")), ("unet 16x4", ModelConfig(arch="unet", base_channels=16))):
+    for name, cfg in (
+        ("seed_ae", ModelConfig(arch="seed_ae")),
+        ("unet 16x4", ModelConfig(arch="unet", base_channels=16)),
+    ):
         torch.manual_seed(0)
         models.append((name, build_model(cfg).eval(), 256))
 
-    print(f"CPU, {args.threads} threads; torch {torch.__version__}; images/s (median of {args.repeats})")
-    print(f"| model | size | batch | PyTorch img/s | onnxruntime img/s | ratio | max abs diff |")
+    print(
+        f"CPU, {args.threads} threads; torch {torch.__version__}; images/s (median of {args.repeats})"
+    )
+    print("| model | size | batch | PyTorch img/s | onnxruntime img/s | ratio | max abs diff |")
     print("|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for name, model, size in models:
-            onnx_model = OnnxModel(export_onnx(model, {"image_size": size}, Path(tmp) / "m.onnx"), threads=args.threads)
+            onnx_model = OnnxModel(
+                export_onnx(model, {"image_size": size}, Path(tmp) / "m.onnx"), threads=args.threads
+            )
 
             def run_torch(x, model=model):
                 with torch.inference_mode():
@@ -69,7 +76,10 @@ def main() -> None:
                 diff = float((run_torch(x) - onnx_model(x)).abs().max())
                 pt = images_per_s(run_torch, x, args.iters, args.repeats)
                 ort = images_per_s(onnx_model, x, args.iters, args.repeats)
-                print(f"| {name} | {size} | {b} | {pt:.1f} | {ort:.1f} | {ort / pt:.2f}x | {diff:.1e} |", flush=True)
+                print(
+                    f"| {name} | {size} | {b} | {pt:.1f} | {ort:.1f} | {ort / pt:.2f}x | {diff:.1e} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

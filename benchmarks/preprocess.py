@@ -109,8 +109,15 @@ def run_project(paths, size, out):
     from colorize.preprocess import PreprocessConfig, build_shard
 
     rows = [{"relpath": f"{i:06d}/{p.name}", "sha256": "0" * 64} for i, p in enumerate(paths)]
-    counts = build_shard(rows, paths, out, Path(out).with_suffix(".tsv"), "train", PreprocessConfig(image_size=size),
-                         progress=False)
+    counts = build_shard(
+        rows,
+        paths,
+        out,
+        Path(out).with_suffix(".tsv"),
+        "train",
+        PreprocessConfig(image_size=size),
+        progress=False,
+    )
     return {"n": len(paths), "ok": counts["ok"]}
 
 
@@ -120,8 +127,8 @@ def run_floor(paths, size, out):
     import h5py
     import numpy as np
 
-    from colorize.imageio import _REDUCED_FLAGS, jpeg_reduction
     from colorize.colorspace import lab_planes
+    from colorize.imageio import _REDUCED_FLAGS, jpeg_reduction
     from colorize.shards import STORE_DTYPE, ShardWriter, to_float16
 
     t_dec = t_lab = t_write = t_raw = 0.0
@@ -165,8 +172,15 @@ def run_floor(paths, size, out):
         f.flush()
         t_raw = clock() - t0
     best_write = min(t_write, t_raw)
-    return {"n": n, "seconds": t_dec + t_lab + best_write, "decode_s": t_dec, "lab_s": t_lab,
-            "write_s": best_write, "write_batched_s": t_write, "write_raw_s": t_raw}
+    return {
+        "n": n,
+        "seconds": t_dec + t_lab + best_write,
+        "decode_s": t_dec,
+        "lab_s": t_lab,
+        "write_s": best_write,
+        "write_batched_s": t_write,
+        "write_raw_s": t_raw,
+    }
 
 
 def _jpeg_size(data) -> tuple[int, int]:
@@ -208,8 +222,11 @@ def _before_tree(rev: str, tmp: Path) -> Path:
     dest = tmp / f"before-{rev}"
     if not dest.exists():
         dest.mkdir(parents=True)
-        tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "src/colorize"], check=True,
-                             capture_output=True).stdout
+        tar = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev, "src/colorize"],
+            check=True,
+            capture_output=True,
+        ).stdout
         subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
     return dest / "src"
 
@@ -219,10 +236,16 @@ def measure(method, paths, size, tmp, before: str | None = None) -> dict:
     listfile.write_text("\n".join(map(str, paths)))
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     if method == "before":
-        env["PYTHONPATH"] = os.pathsep.join([str(_before_tree(before, Path(tmp))), env.get("PYTHONPATH", "")])
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_before_tree(before, Path(tmp))), env.get("PYTHONPATH", "")]
+        )
     out = Path(tmp) / f"{method}.h5"
-    proc = subprocess.run([sys.executable, __file__, "--child", method, str(listfile), str(size), str(out)],
-                          capture_output=True, text=True, env=env)
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child", method, str(listfile), str(size), str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     if proc.returncode != 0:
         sys.exit(f"{method} failed:\n{proc.stderr[-3000:]}")
     for f in Path(tmp).glob(f"{method}.*h5*"):
@@ -240,12 +263,20 @@ def median_run(method, paths, size, tmp, repeats, before=None) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--set", choices=["intel", "big", "big-upscaled"], default="intel")
-    ap.add_argument("--n", type=int, default=None, help="images in the set (default 400 intel, 20 big)")
+    ap.add_argument(
+        "--n", type=int, default=None, help="images in the set (default 400 intel, 20 big)"
+    )
     ap.add_argument("--size", type=int, default=256, help="target image size")
-    ap.add_argument("--scale", type=int, default=1, help="repeat the set this many times (memory check)")
-    ap.add_argument("--repeats", type=int, default=3, help="runs per method; the table shows the median")
+    ap.add_argument(
+        "--scale", type=int, default=1, help="repeat the set this many times (memory check)"
+    )
+    ap.add_argument(
+        "--repeats", type=int, default=3, help="runs per method; the table shows the median"
+    )
     ap.add_argument("--methods", default="seed,project,floor")
     ap.add_argument("--before", default=None, help="git revision for the 'before' method")
     ap.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
@@ -263,22 +294,46 @@ def main() -> None:
         else:
             paths = make_big_set(n, Path(tmp) / "big", "tiled" if args.set == "big" else "upscaled")
         paths = paths * args.scale
-        results = {m: median_run(m, paths, args.size, tmp, args.repeats, args.before) for m in methods}
+        results = {
+            m: median_run(m, paths, args.size, tmp, args.repeats, args.before) for m in methods
+        }
     ms = {m: 1000 * r["seconds"] / r["n"] for m, r in results.items()}
     rows = []
     for m, r in results.items():
-        rows.append({"method": m, "images": r["n"], "seconds": r["seconds"], "img/s (1 core)": 1000 / ms[m],
-                     "ms/img": ms[m], "x seed": ms["seed"] / ms[m] if "seed" in ms else "-",
-                     "/ floor": ms[m] / ms["floor"] if "floor" in ms else "-", "peak RSS MB": r["peak_rss_mb"]})
+        rows.append(
+            {
+                "method": m,
+                "images": r["n"],
+                "seconds": r["seconds"],
+                "img/s (1 core)": 1000 / ms[m],
+                "ms/img": ms[m],
+                "x seed": ms["seed"] / ms[m] if "seed" in ms else "-",
+                "/ floor": ms[m] / ms["floor"] if "floor" in ms else "-",
+                "peak RSS MB": r["peak_rss_mb"],
+            }
+        )
     print(f"machine: {machine()}")
-    print_table(rows, f"preprocess: set={args.set} n={len(paths)} (x{args.scale}) size={args.size}, "
-                      f"median of {args.repeats}")
+    print_table(
+        rows,
+        f"preprocess: set={args.set} n={len(paths)} (x{args.scale}) size={args.size}, "
+        f"median of {args.repeats}",
+    )
     if "floor" in results:
         f = results["floor"]
         per = lambda k: 1000 * f[k] / f["n"]  # noqa: E731
-        print_table([{"decode ms": per("decode_s"), "Lab ms": per("lab_s"), "write ms": per("write_s"),
-                      "(batched writer ms)": per("write_batched_s"), "(raw chunk ms)": per("write_raw_s"),
-                      "floor ms": per("seconds")}], "floor, per image")
+        print_table(
+            [
+                {
+                    "decode ms": per("decode_s"),
+                    "Lab ms": per("lab_s"),
+                    "write ms": per("write_s"),
+                    "(batched writer ms)": per("write_batched_s"),
+                    "(raw chunk ms)": per("write_raw_s"),
+                    "floor ms": per("seconds"),
+                }
+            ],
+            "floor, per image",
+        )
 
 
 if __name__ == "__main__":

@@ -57,7 +57,9 @@ def run_processes(paths, shards: int, cores: int, tmp: Path) -> float:
     t0 = time.perf_counter()
     import multiprocessing as mp
 
-    with ProcessPoolExecutor(cores, mp_context=mp.get_context("spawn"), max_tasks_per_child=1) as pool:
+    with ProcessPoolExecutor(
+        cores, mp_context=mp.get_context("spawn"), max_tasks_per_child=1
+    ) as pool:
         list(pool.map(_build, parts))
     return time.perf_counter() - t0
 
@@ -69,9 +71,18 @@ def run_snakemake(paths, cores: int, work: Path) -> float:
     shutil.rmtree(results, ignore_errors=True)
     shutil.rmtree(work / ".snakemake", ignore_errors=True)
     t0 = time.perf_counter()
-    cmd = [str(Path(sys.executable).with_name("snakemake")), "--snakefile", str(REPO / "workflow/Snakefile"),
-           "--directory", str(work), "--configfile", str(work / "config.yaml"), "--cores", str(cores),
-           f"results/{yaml.safe_load((work / 'config.yaml').read_text())['dataset']['name']}/manifest.tsv"]
+    cmd = [
+        str(Path(sys.executable).with_name("snakemake")),
+        "--snakefile",
+        str(REPO / "workflow/Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        "--cores",
+        str(cores),
+        f"results/{yaml.safe_load((work / 'config.yaml').read_text())['dataset']['name']}/manifest.tsv",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -102,7 +113,9 @@ def snakemake_workdir(paths, tmp: Path) -> Path:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=4000, help="photos (intel_natural 150x150)")
     ap.add_argument("--cores", type=int, default=2)
     ap.add_argument("--shards", type=int, default=8, help="shards (processes mode)")
@@ -131,12 +144,23 @@ def main() -> None:
         for cores, ts in times.items():
             med = statistics.median(ts)
             cpu_s = statistics.median(cpu[cores])
-            rows.append({"cores": cores, "images": len(paths), "seconds (median)": med,
-                         "runs": " ".join(f"{t:.1f}" for t in ts), "img/s": len(paths) / med,
-                         "speed-up": base / med, "CPU ms/img": 1000 * cpu_s / len(paths),
-                         "cores busy (CPU/wall)": cpu_s / med})
-    print_report(rows, f"preprocess scaling, mode={args.mode}, intel_natural n={len(paths)}; other users share "
-                       "these cores")
+            rows.append(
+                {
+                    "cores": cores,
+                    "images": len(paths),
+                    "seconds (median)": med,
+                    "runs": " ".join(f"{t:.1f}" for t in ts),
+                    "img/s": len(paths) / med,
+                    "speed-up": base / med,
+                    "CPU ms/img": 1000 * cpu_s / len(paths),
+                    "cores busy (CPU/wall)": cpu_s / med,
+                }
+            )
+    print_report(
+        rows,
+        f"preprocess scaling, mode={args.mode}, intel_natural n={len(paths)}; other users share "
+        "these cores",
+    )
 
 
 if __name__ == "__main__":

@@ -26,26 +26,33 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import machine, print_table  # noqa: E402
-
-from colorize.imageio import ImageDecodeError, load_image  # noqa: E402
 from colorize.checkpoint import load_model, working_size  # noqa: E402
-from colorize.predict import colorize_arrays  # noqa: E402
-from colorize.manifest import list_files  # noqa: E402
-from colorize.metrics import ab_of_rgb, colorfulness, image_mean_vivid_hits, pooled_vivid_hits, psnr, vivid_hit_counts  # noqa: E402,E501
-from colorize.preprocess import resize_square  # noqa: E402
 from colorize.colorspace import lab_to_rgb, mean_chroma, rgb_to_lab  # noqa: E402
+from colorize.imageio import ImageDecodeError, load_image  # noqa: E402
+from colorize.manifest import list_files  # noqa: E402
+from colorize.metrics import (  # noqa: E402,E501
+    ab_of_rgb,
+    colorfulness,
+    image_mean_vivid_hits,
+    pooled_vivid_hits,
+    psnr,
+    vivid_hit_counts,
+)
+from colorize.predict import colorize_arrays  # noqa: E402
+from colorize.preprocess import resize_square  # noqa: E402
 from colorize.shipped import resolve_checkpoint  # noqa: E402
 
 GRAY_CHROMA = 3.0
 
 
-def load_folder(folder: Path, size: int, limit: int | None = None) -> tuple[list[str], list[np.ndarray], int]:
+def load_folder(
+    folder: Path, size: int, limit: int | None = None
+) -> tuple[list[str], list[np.ndarray], int]:
     names, photos, gray = [], [], 0
     for rel in list_files(folder):
         try:
@@ -75,8 +82,13 @@ def score(preds: list[np.ndarray], truths: list[np.ndarray]) -> dict:
     for a, b in zip(preds, truths):
         hits, n = vivid_hit_counts(ab_of_rgb(a), ab_of_rgb(b))
         vivid.append({"vivid_hits": hits / n if n else float("nan"), "vivid_pixels": n})
-    return {"psnr": p, "chroma": chroma, "colourfulness": colour,
-            "vivid": image_mean_vivid_hits(vivid), "vivid_pooled": pooled_vivid_hits(vivid)}
+    return {
+        "psnr": p,
+        "chroma": chroma,
+        "colourfulness": colour,
+        "vivid": image_mean_vivid_hits(vivid),
+        "vivid_pooled": pooled_vivid_hits(vivid),
+    }
 
 
 def main(argv=None) -> int:
@@ -85,11 +97,23 @@ def main(argv=None) -> int:
     ap.add_argument("--folder", nargs="+", type=Path, required=True)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--limit", type=int, default=None, help="at most this many photos per folder")
-    ap.add_argument("--temperature", type=float, nargs="*", default=None,
-                    help="zhang models: decode at each of these annealed-mean temperatures")
-    ap.add_argument("--chroma-gain", type=float, nargs="*", default=None,
-                    help="mse models: decode with each of these gains on the predicted ab")
-    ap.add_argument("--grid", type=Path, default=None, help="write a comparison grid PNG per folder (suffixed)")
+    ap.add_argument(
+        "--temperature",
+        type=float,
+        nargs="*",
+        default=None,
+        help="zhang models: decode at each of these annealed-mean temperatures",
+    )
+    ap.add_argument(
+        "--chroma-gain",
+        type=float,
+        nargs="*",
+        default=None,
+        help="mse models: decode with each of these gains on the predicted ab",
+    )
+    ap.add_argument(
+        "--grid", type=Path, default=None, help="write a comparison grid PNG per folder (suffixed)"
+    )
     ap.add_argument("--grid-rows", type=int, default=8)
     args = ap.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -115,9 +139,20 @@ def main(argv=None) -> int:
         base = score(grays, truths)
         truth = score(truths, truths)
         tag = f"{folder.parent.name}/{folder.name}"
-        rows.append({"folder": tag, "model": "gray (the input)", "photos": len(truths), "PSNR": base["psnr"],
-                     "vs gray dB": 0.0, "chroma %": 0.0, "colourfulness %": 0.0,
-                     "vivid %": 100 * base["vivid"], "vivid pooled %": 100 * base["vivid_pooled"], "img/s": ""})
+        rows.append(
+            {
+                "folder": tag,
+                "model": "gray (the input)",
+                "photos": len(truths),
+                "PSNR": base["psnr"],
+                "vs gray dB": 0.0,
+                "chroma %": 0.0,
+                "colourfulness %": 0.0,
+                "vivid %": 100 * base["vivid"],
+                "vivid pooled %": 100 * base["vivid_pooled"],
+                "img/s": "",
+            }
+        )
         columns = {"Gray": grays}
         for label, model, ckpt, (attr, value) in models:
             if attr is not None:
@@ -126,20 +161,35 @@ def main(argv=None) -> int:
             preds = colorize_arrays(model, truths, size=working_size(ckpt))
             rate = len(preds) / (time.perf_counter() - t0)
             s = score(preds, truths)
-            rows.append({"folder": tag, "model": label, "photos": len(truths), "PSNR": s["psnr"],
-                         "vs gray dB": s["psnr"] - base["psnr"], "chroma %": 100 * s["chroma"] / truth["chroma"],
-                         "colourfulness %": 100 * s["colourfulness"] / truth["colourfulness"],
-                         "vivid %": 100 * s["vivid"], "vivid pooled %": 100 * s["vivid_pooled"], "img/s": rate})
+            rows.append(
+                {
+                    "folder": tag,
+                    "model": label,
+                    "photos": len(truths),
+                    "PSNR": s["psnr"],
+                    "vs gray dB": s["psnr"] - base["psnr"],
+                    "chroma %": 100 * s["chroma"] / truth["chroma"],
+                    "colourfulness %": 100 * s["colourfulness"] / truth["colourfulness"],
+                    "vivid %": 100 * s["vivid"],
+                    "vivid pooled %": 100 * s["vivid_pooled"],
+                    "img/s": rate,
+                }
+            )
             columns[label] = preds
         columns["Ground truth"] = truths
-        print(f"{tag}: {len(truths)} photos ({n_gray} grayscale left out); truth chroma {truth['chroma']:.1f}, "
-              f"colourfulness {truth['colourfulness']:.1f}", flush=True)
+        print(
+            f"{tag}: {len(truths)} photos ({n_gray} grayscale left out); truth chroma {truth['chroma']:.1f}, "
+            f"colourfulness {truth['colourfulness']:.1f}",
+            flush=True,
+        )
         if args.grid:
             from colorize.plots import grid_figure
 
             pick = np.linspace(0, len(truths) - 1, min(args.grid_rows, len(truths))).astype(int)
             out = args.grid.with_name(f"{args.grid.stem}_{folder.name}{args.grid.suffix}")
-            fig = grid_figure({k: [v[i] for i in pick] for k, v in columns.items()}, [names[i] for i in pick])
+            fig = grid_figure(
+                {k: [v[i] for i in pick] for k, v in columns.items()}, [names[i] for i in pick]
+            )
             fig.savefig(out)
             print(f"grid: {out}")
     print_table(rows, f"Colorization vs gray at {args.size}x{args.size} (8-bit RGB)")

@@ -65,7 +65,9 @@ def intel_photos() -> list[Path]:
     """The whole Intel set (train and test), 7,147 JPEGs: scale 1."""
     files = sorted((SHARED_DATA / "intel_natural").rglob("*.jpg"))
     if not files:
-        sys.exit(f"no photos under {SHARED_DATA / 'intel_natural'}: this benchmark needs ../shared/data (see README)")
+        sys.exit(
+            f"no photos under {SHARED_DATA / 'intel_natural'}: this benchmark needs ../shared/data (see README)"
+        )
     return files
 
 
@@ -110,7 +112,9 @@ def write_config(work: Path, source: Path, tree: Path) -> dict:
     return config
 
 
-def synthetic_scan(config: dict, photos: list[Path], rels: list[str], scale: int, tsv: Path) -> None:
+def synthetic_scan(
+    config: dict, photos: list[Path], rels: list[str], scale: int, tsv: Path
+) -> None:
     """The table a scan of ``source`` writes when every copy is a distinct photo, without hashing
     the whole folder: relative path, the original's bytes and header, split and shard from the
     path, a stand-in sha256 (of the path)."""
@@ -132,13 +136,27 @@ def synthetic_scan(config: dict, photos: list[Path], rels: list[str], scale: int
     for k in range(scale):
         for rel, (size, header, status) in zip(rels, originals):
             relpath = f"copy{k:03d}/{rel}"
-            split, shard = splitmod.assign(relpath, val_fraction=config["split"]["val_fraction"],
-                                           test_fraction=config["split"]["test_fraction"],
-                                           shards=config["shards"], seed=config["split"]["seed"])
+            split, shard = splitmod.assign(
+                relpath,
+                val_fraction=config["split"]["val_fraction"],
+                test_fraction=config["split"]["test_fraction"],
+                shards=config["shards"],
+                seed=config["split"]["seed"],
+            )
             ok = status == OK
-            rows.append({"relpath": relpath, "bytes": size + len(marked(b"", k)), "sha256": hashlib.sha256(relpath.encode()).hexdigest(),
-                         "width": header.width, "height": header.height, "format": header.format,
-                         "split": split if ok else "", "shard": f"{shard:03d}" if ok else "", "status": status})
+            rows.append(
+                {
+                    "relpath": relpath,
+                    "bytes": size + len(marked(b"", k)),
+                    "sha256": hashlib.sha256(relpath.encode()).hexdigest(),
+                    "width": header.width,
+                    "height": header.height,
+                    "format": header.format,
+                    "split": split if ok else "",
+                    "shard": f"{shard:03d}" if ok else "",
+                    "status": status,
+                }
+            )
     rows.sort(key=lambda r: r["relpath"])
     write_tsv(rows, tsv, SCAN_COLUMNS)
 
@@ -198,11 +216,26 @@ class TreeSampler:
 def snakemake(work: Path, tree: Path, env: dict, *args: str, timeout: float | None = None) -> dict:
     """One ``snakemake`` run of the workflow in ``tree`` (from its root, so its own profile
     applies) on ``work``: seconds, peak MB of its process tree, and its output."""
-    cmd = [SNAKEMAKE, "--snakefile", str(tree / "workflow" / "Snakefile"), "--directory", str(work),
-           "--configfile", str(work / "config.yaml"), *args]
+    cmd = [
+        SNAKEMAKE,
+        "--snakefile",
+        str(tree / "workflow" / "Snakefile"),
+        "--directory",
+        str(work),
+        "--configfile",
+        str(work / "config.yaml"),
+        *args,
+    ]
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                            cwd=tree, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tree,
+        start_new_session=True,
+    )
     sampler = TreeSampler(proc.pid)
     try:
         out, _ = proc.communicate(timeout=timeout)
@@ -210,7 +243,12 @@ def snakemake(work: Path, tree: Path, env: dict, *args: str, timeout: float | No
         os.killpg(proc.pid, 9)
         proc.communicate()
         tree, main = sampler.stop()
-        return {"seconds": None, "tree_mb": tree, "main_mb": main, "out": f"killed after {timeout:.0f} s"}
+        return {
+            "seconds": None,
+            "tree_mb": tree,
+            "main_mb": main,
+            "out": f"killed after {timeout:.0f} s",
+        }
     seconds = time.perf_counter() - t0
     tree, main = sampler.stop()
     if proc.returncode != 0:
@@ -226,21 +264,38 @@ def job_seconds(work: Path) -> tuple[float, float]:
         with open(path) as fh:
             return float(next(csv.DictReader(fh, delimiter="\t"))["s"])
 
-    return seconds(bench / "scan.tsv"), sum(seconds(p) for p in sorted((bench / "shard").glob("*.tsv")))
+    return seconds(bench / "scan.tsv"), sum(
+        seconds(p) for p in sorted((bench / "shard").glob("*.tsv"))
+    )
 
 
 def images_in_shards(work: Path) -> int:
     with open(work / "results" / DATASET / "summary.tsv") as fh:
-        return sum(int(r["count"]) for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "split")
+        return sum(
+            int(r["count"]) for r in csv.DictReader(fh, delimiter="\t") if r["kind"] == "split"
+        )
 
 
 def before_tree(rev: str, tmp: Path) -> Path:
     """``workflow/``, ``src/colorize``, ``config/``, ``profiles/`` of commit ``rev``, extracted into ``tmp``."""
     dest = tmp / f"before-{rev}"
     dest.mkdir(parents=True)
-    tar = subprocess.run(["git", "-C", str(REPO), "archive", rev, "workflow", "src/colorize", "config", "envs",
-                          "profiles"],
-                         check=True, capture_output=True).stdout
+    tar = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "archive",
+            rev,
+            "workflow",
+            "src/colorize",
+            "config",
+            "envs",
+            "profiles",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=tar, check=True)
     return dest
 
@@ -254,8 +309,9 @@ def no_slurm_probe(tmp: Path) -> Path:
     return stub
 
 
-def measure_scale(scale: int, n_files: int, source: Path, variant: str, tree: Path, tmp: Path, args,
-                  synth) -> dict:
+def measure_scale(
+    scale: int, n_files: int, source: Path, variant: str, tree: Path, tmp: Path, args, synth
+) -> dict:
     """The four measurements of one scale with one version of the code (a row of the table)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     if not args.keep_slurm_probe:
@@ -277,7 +333,9 @@ def measure_scale(scale: int, n_files: int, source: Path, variant: str, tree: Pa
         stage = snakemake(work, tree, env, "--cores", str(args.cores), target)
         done = snakemake(work, tree, env, "-n", target, timeout=args.dry_timeout)
         if "Nothing to be done" not in done["out"]:
-            sys.exit(f"{variant} {scale}x: the dry run after the data stage still has jobs:\n{done['out'][-3000:]}")
+            sys.exit(
+                f"{variant} {scale}x: the dry run after the data stage still has jobs:\n{done['out'][-3000:]}"
+            )
         scan_s, shards_s = job_seconds(work)
         images = images_in_shards(work)
         res = work / "results" / DATASET
@@ -288,14 +346,39 @@ def measure_scale(scale: int, n_files: int, source: Path, variant: str, tree: Pa
         synth(config, work / "results" / DATASET / "scan.tsv")
     after_scan = snakemake(work, tree, env, "-n", target, timeout=args.dry_timeout)
     if after_scan["seconds"] is not None and "shard" not in after_scan["out"]:
-        sys.exit(f"{variant} {scale}x: no shard job planned after the scan:\n{after_scan['out'][-3000:]}")
+        sys.exit(
+            f"{variant} {scale}x: no shard job planned after the scan:\n{after_scan['out'][-3000:]}"
+        )
     row["-n, scan done: s"] = after_scan["seconds"] or killed
     row["MB "] = after_scan["main_mb"]
-    stage_cols = ("data stage: s", "tree MB", "snakemake MB", "scan job s", "shard jobs s (sum)", "shard ms/img", "images in shards",
-                  "-n, complete: s", "MB  ")  # print_report's columns are the keys: the MB columns differ in spaces
+    stage_cols = (
+        "data stage: s",
+        "tree MB",
+        "snakemake MB",
+        "scan job s",
+        "shard jobs s (sum)",
+        "shard ms/img",
+        "images in shards",
+        "-n, complete: s",
+        "MB  ",
+    )  # print_report's columns are the keys: the MB columns differ in spaces
     if full:
-        row.update(zip(stage_cols, (stage["seconds"], stage["tree_mb"], stage["main_mb"], scan_s, shards_s,
-                                    1000 * shards_s / max(images, 1), images, done["seconds"], done["main_mb"])))
+        row.update(
+            zip(
+                stage_cols,
+                (
+                    stage["seconds"],
+                    stage["tree_mb"],
+                    stage["main_mb"],
+                    scan_s,
+                    shards_s,
+                    1000 * shards_s / max(images, 1),
+                    images,
+                    done["seconds"],
+                    done["main_mb"],
+                ),
+            )
+        )
     else:
         row.update(dict.fromkeys(stage_cols, "-"))
     shutil.rmtree(work, ignore_errors=True)
@@ -304,14 +387,28 @@ def measure_scale(scale: int, n_files: int, source: Path, variant: str, tree: Pa
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--scales", default="1,10,100", help="copies of the Intel set (7,147 photos each)")
-    ap.add_argument("--full-max", type=int, default=10, help="largest scale that runs the whole data stage")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--scales", default="1,10,100", help="copies of the Intel set (7,147 photos each)"
+    )
+    ap.add_argument(
+        "--full-max", type=int, default=10, help="largest scale that runs the whole data stage"
+    )
     ap.add_argument("--cores", type=int, default=2, help="snakemake --cores for the data stage")
     ap.add_argument("--before", default=None, help="git revision to run beside the current code")
-    ap.add_argument("--dry-timeout", type=float, default=600, help="seconds after which a dry run is stopped")
-    ap.add_argument("--keep-slurm-probe", action="store_true", help="do not shadow scontrol (see above)")
-    ap.add_argument("--tmp", default=None, help="folder for the photo copies and runs (default: a new temporary one)")
+    ap.add_argument(
+        "--dry-timeout", type=float, default=600, help="seconds after which a dry run is stopped"
+    )
+    ap.add_argument(
+        "--keep-slurm-probe", action="store_true", help="do not shadow scontrol (see above)"
+    )
+    ap.add_argument(
+        "--tmp",
+        default=None,
+        help="folder for the photo copies and runs (default: a new temporary one)",
+    )
     args = ap.parse_args()
     scales = [int(s) for s in args.scales.split(",")]
     photos = intel_photos()
@@ -321,18 +418,27 @@ def main() -> None:
         t0 = time.perf_counter()
         copies = min(UNIQUE_COPIES, max(scales))
         rels = make_pool(photos, tmp / "pool", copies)
-        print(f"  pool of {copies} marked copies: {time.perf_counter() - t0:.0f} s", file=sys.stderr)
-        variants = [("now", REPO)] + ([(f"before {args.before}", before_tree(args.before, tmp))] if args.before else [])
+        print(
+            f"  pool of {copies} marked copies: {time.perf_counter() - t0:.0f} s", file=sys.stderr
+        )
+        variants = [("now", REPO)] + (
+            [(f"before {args.before}", before_tree(args.before, tmp))] if args.before else []
+        )
         rows = []
         for scale in scales:
             source = tmp / f"photos-{scale}x"
             n_files = make_source(tmp / "pool", copies, rels, scale, source)
-            synth = lambda config, tsv: synthetic_scan(config, photos, rels, scale, tsv)  # noqa: E731
+            synth = lambda config, tsv, scale=scale: synthetic_scan(
+                config, photos, rels, scale, tsv
+            )  # noqa: E731
             for name, tree in variants:
                 rows.append(measure_scale(scale, n_files, source, name, tree, tmp, args, synth))
             shutil.rmtree(source)
-    print_report(rows, f"data stage vs photo count (Intel set = {len(photos):,} photos; shards 8/2/2; "
-                       f"--cores {args.cores})")
+    print_report(
+        rows,
+        f"data stage vs photo count (Intel set = {len(photos):,} photos; shards 8/2/2; "
+        f"--cores {args.cores})",
+    )
 
 
 if __name__ == "__main__":

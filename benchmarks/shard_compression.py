@@ -20,7 +20,9 @@ from preprocess import real_jpegs  # noqa: E402
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--size", type=int, default=256)
     args = ap.parse_args()
@@ -48,12 +50,21 @@ def main() -> None:
             t0 = time.perf_counter()
             read_shard(path)
             t_read = time.perf_counter() - t0
-            rows.append({"compression": comp, "images": len(labs), "write ms/img": 1000 * t_write / len(labs),
-                         "read ms/img": 1000 * t_read / len(labs),
-                         "KB/img": path.stat().st_size / 1024 / len(labs)})
+            rows.append(
+                {
+                    "compression": comp,
+                    "images": len(labs),
+                    "write ms/img": 1000 * t_write / len(labs),
+                    "read ms/img": 1000 * t_read / len(labs),
+                    "KB/img": path.stat().st_size / 1024 / len(labs),
+                }
+            )
     print(f"machine: {machine()}")
-    print_table(rows, f"shard compression, {args.size}x{args.size} Lab float16 (uncompressed "
-                      f"{args.size * args.size * 3 * 2 / 1024:.0f} KB/img)")
+    print_table(
+        rows,
+        f"shard compression, {args.size}x{args.size} Lab float16 (uncompressed "
+        f"{args.size * args.size * 3 * 2 / 1024:.0f} KB/img)",
+    )
 
 
 if __name__ == "__main__":

@@ -10,9 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import (TINY_UNET, make_bad_images, make_good_images, make_odd_but_good_images, save_checkpoint,
-                     tiny_model, write_shard)
-from helpers import colour_photo, save  # noqa: F401 (re-exported: the workflow tests import them from here)
+from helpers import (  # noqa: F401 (re-exported: the workflow tests import them from here)
+    TINY_UNET,
+    colour_photo,
+    make_bad_images,
+    make_good_images,
+    make_odd_but_good_images,
+    save,
+    save_checkpoint,
+    tiny_model,
+    write_shard,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -23,8 +31,10 @@ pytest_plugins = ["http_server", "slurm_cluster"]
 def pytest_configure(config):
     """The ``fast_path`` marker groups the checks that a fast path gives the bits of the plain code."""
     config.addinivalue_line(
-        "markers", "fast_path: a fast path checked bit for bit against the straightforward code it replaced "
-        "(pytest -m fast_path tests)")
+        "markers",
+        "fast_path: a fast path checked bit for bit against the straightforward code it replaced "
+        "(pytest -m fast_path tests)",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +48,10 @@ def shards(tmp_path_factory) -> dict:
     """Small shards of smooth colourful 32x32 images: two train (6 + 5), one val (3), one empty."""
     d = tmp_path_factory.mktemp("shards")
     return {
-        "train": [write_shard(d / "train-000.h5", 6, seed=1), write_shard(d / "train-001.h5", 5, seed=2)],
+        "train": [
+            write_shard(d / "train-000.h5", 6, seed=1),
+            write_shard(d / "train-001.h5", 5, seed=2),
+        ],
         "val": [write_shard(d / "val-000.h5", 3, seed=3)],
         "empty": write_shard(d / "val-001.h5", 0),
     }
@@ -48,7 +61,9 @@ def shards(tmp_path_factory) -> dict:
 def effnet_shards(tmp_path_factory) -> tuple[list[Path], list[Path]]:
     """(train, val) shard lists for the effnet_unet runs: 8 and 4 smooth 32x32 images."""
     d = tmp_path_factory.mktemp("effnet_shards")
-    return [write_shard(d / "train-000.h5", 8, size=32)], [write_shard(d / "val-000.h5", 4, size=32, seed=1)]
+    return [write_shard(d / "train-000.h5", 8, size=32)], [
+        write_shard(d / "val-000.h5", 4, size=32, seed=1)
+    ]
 
 
 @pytest.fixture
@@ -77,5 +92,7 @@ def pytest_collection_modifyitems(config, items):
         return
     config.hook.pytest_deselected(items=slurm)
     items[:] = [item for item in items if not item.get_closest_marker("slurm")]
-    print(f"\n{len(slurm)} slurm test(s) deselected: no SLURM cluster answers; "
-          "run them with COLORIZE_START_SLURM=1 (starts the local cluster, needs root).")
+    print(
+        f"\n{len(slurm)} slurm test(s) deselected: no SLURM cluster answers; "
+        "run them with COLORIZE_START_SLURM=1 (starts the local cluster, needs root)."
+    )

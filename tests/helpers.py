@@ -24,13 +24,15 @@ from torch import nn
 from colorize.checkpoint import FORMAT_VERSION
 from colorize.colorspace import rgb_to_lab
 from colorize.imageio import as_rgb_uint8
-from colorize.models import ModelConfig, build_model
 from colorize.metrics import AUC_MAX_THRESHOLD
+from colorize.models import ModelConfig, build_model
 from colorize.quantize import soft_encode
 from colorize.shards import ShardWriter
 
 MiB = 1024**2
-TINY_UNET = ModelConfig(arch="unet", base_channels=4, depth=2)  # the tiny U-Net every CPU test trains or runs
+TINY_UNET = ModelConfig(
+    arch="unet", base_channels=4, depth=2
+)  # the tiny U-Net every CPU test trains or runs
 
 
 # --- synthetic photos (arrays) ---------------------------------------------------------------
@@ -48,7 +50,9 @@ def colour_photo(h: int = 96, w: int = 128, seed: int = 0) -> np.ndarray:
     return np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8)
 
 
-def smooth_image(h: int, w: int, seed: int = 0, cells: int = 6, lo: int = 40, hi: int = 215) -> np.ndarray:
+def smooth_image(
+    h: int, w: int, seed: int = 0, cells: int = 6, lo: int = 40, hi: int = 215
+) -> np.ndarray:
     """A smooth colour HxWx3 uint8 image: a cells x cells grid of random colours in [lo, hi), upsampled
     (cubic). The defaults stay mid-tone (no pure black or white, where any colour leaves the gamut)."""
     rng = np.random.default_rng(seed)
@@ -81,24 +85,38 @@ def smooth_rgb(size: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:size, 0:size].astype(np.float32) / size
     freq, phase = rng.uniform(0.5, 1.5, 3), rng.uniform(0, 2 * np.pi, 3)
-    chans = [0.5 + 0.35 * np.sin(2 * np.pi * freq[c] * (x * (c + 1) + y) + phase[c]) for c in range(3)]
+    chans = [
+        0.5 + 0.35 * np.sin(2 * np.pi * freq[c] * (x * (c + 1) + y) + phase[c]) for c in range(3)
+    ]
     return np.stack(chans, -1).astype(np.float32)
 
 
 def assert_same_lightness(inp: np.ndarray, out: np.ndarray) -> None:
     """The output keeps the input's Lab lightness: |dL| <= 1 for at least 99 % of pixels."""
+
     def lightness(rgb: np.ndarray) -> np.ndarray:
         return rgb_to_lab(as_rgb_uint8(rgb))[..., 0]
 
     dl = np.abs(lightness(inp) - lightness(out))
-    assert (dl <= 1.0).mean() >= 0.99, f"|dL| <= 1 for only {(dl <= 1).mean():.3%} of pixels (max {dl.max():.2f})"
+    assert (dl <= 1.0).mean() >= 0.99, (
+        f"|dL| <= 1 for only {(dl <= 1).mean():.3%} of pixels (max {dl.max():.2f})"
+    )
 
 
 # --- image files and folders -----------------------------------------------------------------
 
 # File names no script expects (spaces, tabs, newlines, backslashes, non-ASCII, quotes).
-ODD_NAMES = ["two  spaces.jpg", " leading.jpg", "trailing .jpg", "tab\there.jpg", "new\nline.jpg",
-             "back\\slash.png", "ünïcødé 写真.png", "quote'\"s #1 %20.png", "\\t literal.png"]
+ODD_NAMES = [
+    "two  spaces.jpg",
+    " leading.jpg",
+    "trailing .jpg",
+    "tab\there.jpg",
+    "new\nline.jpg",
+    "back\\slash.png",
+    "ünïcødé 写真.png",
+    "quote'\"s #1 %20.png",
+    "\\t literal.png",
+]
 
 
 def save(path: Path, rgb: np.ndarray, **kw) -> Path:
@@ -116,8 +134,11 @@ def mkdirs(path: Path) -> Path:
 
 def png_bomb(path: Path, width: int = 100_000, height: int = 100_000) -> Path:
     """A PNG whose header claims width x height pixels (10 G here): must be refused unread."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     body = chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1024)) + chunk(b"IEND", b"")
@@ -148,7 +169,9 @@ def make_bad_images(root: Path) -> dict[str, str]:
     expected["empty.png"] = "empty file"
     (root / "notes.jpg").write_text("this is a text file with an image extension\n")
     expected["notes.jpg"] = "not an image"
-    (root / "random.png").write_bytes(np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes())
+    (root / "random.png").write_bytes(
+        np.random.default_rng(0).integers(0, 256, 3000, dtype=np.uint8).tobytes()
+    )
     expected["random.png"] = "not an image"
     gray = np.repeat(colour_photo(96, 128, seed=101)[..., :1], 3, axis=-1)
     save(root / "gray_rgb.png", gray)  # R = G = B stored as RGB
@@ -170,10 +193,15 @@ def make_odd_but_good_images(root: Path) -> list[str]:
     out = []
     rgb = colour_photo(96, 128, seed=200)
     rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
-    Image.fromarray(rgba, "RGBA").save(root / "rgba.png"); out.append("rgba.png")
-    Image.fromarray(colour_photo(96, 128, seed=201)).convert("P", palette=Image.ADAPTIVE).save(root / "palette.png")
+    Image.fromarray(rgba, "RGBA").save(root / "rgba.png")
+    out.append("rgba.png")
+    Image.fromarray(colour_photo(96, 128, seed=201)).convert("P", palette=Image.ADAPTIVE).save(
+        root / "palette.png"
+    )
     out.append("palette.png")
-    Image.fromarray(colour_photo(96, 128, seed=202)).convert("CMYK").save(root / "cmyk.jpg", quality=95)
+    Image.fromarray(colour_photo(96, 128, seed=202)).convert("CMYK").save(
+        root / "cmyk.jpg", quality=95
+    )
     out.append("cmyk.jpg")
     rgb16 = colour_photo(96, 128, seed=203).astype(np.uint16) * 257
     cv2.imwrite(str(root / "deep16.png"), cv2.cvtColor(rgb16, cv2.COLOR_RGB2BGR))
@@ -189,7 +217,10 @@ def make_odd_but_good_images(root: Path) -> list[str]:
 
 def zeros_zip(path: Path, size: int, name: str = "zeros.bin") -> Path:
     """A real deflate bomb: ``size`` zero bytes, written in chunks (never held whole)."""
-    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf, zf.open(name, "w", force_zip64=True) as fh:
+    with (
+        zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf,
+        zf.open(name, "w", force_zip64=True) as fh,
+    ):
         chunk = bytes(MiB)
         for _ in range(size // MiB):
             fh.write(chunk)
@@ -217,8 +248,15 @@ def tinted_model() -> nn.Module:
 
 def save_checkpoint(model: nn.Module, cfg: ModelConfig, path: Path) -> Path:
     """The least a checkpoint holds for ``checkpoint.load_model`` (as training saves ``best.pt``)."""
-    torch.save({"format_version": FORMAT_VERSION, "model_config": cfg.to_dict(), "model": model.state_dict(),
-                "epoch": 0}, path)
+    torch.save(
+        {
+            "format_version": FORMAT_VERSION,
+            "model_config": cfg.to_dict(),
+            "model": model.state_dict(),
+            "epoch": 0,
+        },
+        path,
+    )
     return path
 
 
@@ -269,7 +307,9 @@ def write_shard(path: Path, n: int, size: int = 32, seed: int = 0) -> Path:
     """A shard of ``n`` smooth colourful images (``smooth_rgb``); its split is the name's prefix (train-000.h5)."""
     with ShardWriter(path, size, split=path.stem.split("-")[0]) as w:
         for i in range(n):
-            w.append(rgb_to_lab(smooth_rgb(size, seed * 1000 + i)), f"{path.stem}/{i}.png", f"{seed}-{i}")
+            w.append(
+                rgb_to_lab(smooth_rgb(size, seed * 1000 + i)), f"{path.stem}/{i}.png", f"{seed}-{i}"
+            )
     return path
 
 
@@ -279,14 +319,26 @@ def write_shard(path: Path, n: int, size: int = 32, seed: int = 0) -> Path:
 def soft_encode_dense(ab: torch.Tensor, centres: torch.Tensor, **kw) -> torch.Tensor:
     """The soft targets of ``quantize.soft_encode`` as a dense BxQxHxW distribution."""
     idx, weights = soft_encode(ab, centres, **kw)
-    dense = torch.zeros(ab.shape[0], len(centres), *ab.shape[-2:], dtype=weights.dtype, device=weights.device)
+    dense = torch.zeros(
+        ab.shape[0], len(centres), *ab.shape[-2:], dtype=weights.dtype, device=weights.device
+    )
     return dense.scatter_(1, idx, weights)
 
 
-def ab_error_curve(ab_pred: np.ndarray, ab_true: np.ndarray, thresholds=None) -> tuple[np.ndarray, np.ndarray]:
+def ab_error_curve(
+    ab_pred: np.ndarray, ab_true: np.ndarray, thresholds=None
+) -> tuple[np.ndarray, np.ndarray]:
     """(thresholds, fraction of pixels whose ab distance is <= each threshold), for plotting."""
-    t = np.arange(0, AUC_MAX_THRESHOLD + 1) if thresholds is None else np.asarray(thresholds, dtype=np.float64)
-    d = np.sort(np.sqrt(((ab_pred.astype(np.float64) - ab_true.astype(np.float64)) ** 2).sum(axis=-1)).ravel())
+    t = (
+        np.arange(0, AUC_MAX_THRESHOLD + 1)
+        if thresholds is None
+        else np.asarray(thresholds, dtype=np.float64)
+    )
+    d = np.sort(
+        np.sqrt(
+            ((ab_pred.astype(np.float64) - ab_true.astype(np.float64)) ** 2).sum(axis=-1)
+        ).ravel()
+    )
     return t, np.searchsorted(d, t, side="right") / max(d.size, 1)
 
 
@@ -315,7 +367,9 @@ def lab_to_rgb_exact(L: np.ndarray, ab: np.ndarray, steps: int = 20) -> np.ndarr
     from colorize.colorspace import _in_gamut, _shrink_chroma
 
     L = np.asarray(L, dtype=np.float32)
-    lab = np.ascontiguousarray(np.concatenate([L[..., None], np.asarray(ab, dtype=np.float32)], axis=-1))
+    lab = np.ascontiguousarray(
+        np.concatenate([L[..., None], np.asarray(ab, dtype=np.float32)], axis=-1)
+    )
     flat = lab.reshape(-1, 3)
     idx = np.flatnonzero(~_in_gamut(flat, 1e-3))
     flat[idx, 1:] = _shrink_chroma(flat[idx], steps=steps, tol=0.0)

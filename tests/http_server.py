@@ -86,8 +86,9 @@ class LocalHTTPServer:
         self._lock = threading.Lock()
         self._httpd = _QuietThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     def __enter__(self) -> LocalHTTPServer:
         self._thread.start()
@@ -152,7 +153,9 @@ class LocalHTTPServer:
             for fault in self._resources.get(path, _Resource()).faults:
                 if fault.remaining == 0 or any(t.kind == fault.kind for t in taken):
                     continue
-                if fault.kind in ("fail", "drop") and any(t.kind in ("fail", "drop") for t in taken):
+                if fault.kind in ("fail", "drop") and any(
+                    t.kind in ("fail", "drop") for t in taken
+                ):
                     continue
                 if fault.remaining is not None:
                     fault.remaining -= 1
@@ -186,7 +189,9 @@ def _make_handler(server: LocalHTTPServer):
         def _serve(self, send_body: bool) -> None:
             path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
             with server._lock:
-                server.requests.append(RecordedRequest(self.command, path, dict(self.headers.items())))
+                server.requests.append(
+                    RecordedRequest(self.command, path, dict(self.headers.items()))
+                )
             faults = {f.kind: f for f in server._take_faults(path)}
             if "stall" in faults:
                 time.sleep(faults["stall"].seconds)
@@ -198,15 +203,21 @@ def _make_handler(server: LocalHTTPServer):
             data = file.read_bytes()
             etag = '"' + hashlib.sha256(data).hexdigest()[:16] + '"'
             resource = server._resources.get(path, _Resource())
-            content_type = resource.content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+            content_type = (
+                resource.content_type or mimetypes.guess_type(path)[0] or "application/octet-stream"
+            )
             status, body, extra = 200, data, {}
             range_header = self.headers.get("Range")
             if_range = self.headers.get("If-Range")
-            if range_header and "ignore_range" not in faults and (if_range is None or if_range == etag):
+            if (
+                range_header
+                and "ignore_range" not in faults
+                and (if_range is None or if_range == etag)
+            ):
                 start, end = _parse_range(range_header, len(data))
                 if start is None:
                     return self._send_status(416, {"Content-Range": f"bytes */{len(data)}"})
-                status, body = 206, data[start:end + 1]
+                status, body = 206, data[start : end + 1]
                 extra = {"Content-Range": f"bytes {start}-{end}/{len(data)}"}
             self.send_response(status)
             self.send_header("Content-Type", content_type)
@@ -219,7 +230,7 @@ def _make_handler(server: LocalHTTPServer):
             if not send_body:
                 return
             if "drop" in faults:
-                self.wfile.write(body[:faults["drop"].after_bytes])
+                self.wfile.write(body[: faults["drop"].after_bytes])
                 self.wfile.flush()
                 self.close_connection = True
                 return
@@ -253,6 +264,8 @@ def _parse_range(value: str, size: int) -> tuple[int | None, int | None]:
 def http_server(tmp_path_factory, monkeypatch):
     """A fresh ``LocalHTTPServer`` for one test, serving from its own temporary folder."""
     for var in ("no_proxy", "NO_PROXY"):  # an http_proxy set for CI must not catch 127.0.0.1
-        monkeypatch.setenv(var, ",".join(filter(None, ["127.0.0.1", "localhost", os.environ.get(var)])))
+        monkeypatch.setenv(
+            var, ",".join(filter(None, ["127.0.0.1", "localhost", os.environ.get(var)]))
+        )
     with LocalHTTPServer(tmp_path_factory.mktemp("www")) as server:
         yield server

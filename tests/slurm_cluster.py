@@ -160,10 +160,6 @@ def slurm_cluster():
         yield _describe(started_here)
     finally:
         if started_here:
-            res = subprocess.run(
-                [str(STOP)], capture_output=True, text=True, timeout=300
-            )
+            res = subprocess.run([str(STOP)], capture_output=True, text=True, timeout=300)
             if res.returncode != 0:
-                print(
-                    f"{STOP} failed (exit {res.returncode}):\n{res.stdout}\n{res.stderr}"
-                )
+                print(f"{STOP} failed (exit {res.returncode}):\n{res.stdout}\n{res.stderr}")

@@ -16,6 +16,11 @@ def test_fetch_source_passes_the_configured_archive_limits(tmp_path, http_server
     with pytest.raises(UnsafeArchiveError, match="max_ratio"):
         fetch_source(url, tmp_path / "raw", tmp_path / "log.tsv", progress=False)
     assert not any((tmp_path / "raw").iterdir())
-    fetch_source(url, tmp_path / "raw", tmp_path / "log.tsv", progress=False,
-                 archive_limits={"max_ratio": 10_000, "max_bytes": 8 * MiB})
+    fetch_source(
+        url,
+        tmp_path / "raw",
+        tmp_path / "log.tsv",
+        progress=False,
+        archive_limits={"max_ratio": 10_000, "max_bytes": 8 * MiB},
+    )
     assert (tmp_path / "raw" / "zeros.bin").stat().st_size == 4 * MiB

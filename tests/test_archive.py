@@ -11,7 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from colorize.archive import ArchiveError, UnsafeArchiveError, archive_format, human_bytes, safe_extract
+from colorize.archive import (
+    ArchiveError,
+    UnsafeArchiveError,
+    archive_format,
+    human_bytes,
+    safe_extract,
+)
 from helpers import MiB, zeros_zip
 
 TAR_MODES = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "tar.xz": "w:xz"}
@@ -20,7 +26,9 @@ TAR_MODES = {"tar": "w", "tar.gz": "w:gz", "tgz": "w:gz", "tar.bz2": "w:bz2", "t
 # -- building archives --------------------------------------------------------------------------
 
 
-def make_zip(path: Path, files: dict[str, bytes], *, dirs=(), symlinks: dict[str, str] | None = None) -> Path:
+def make_zip(
+    path: Path, files: dict[str, bytes], *, dirs=(), symlinks: dict[str, str] | None = None
+) -> Path:
     """symlinks: name -> target, stored as Info-ZIP does (Unix mode bits S_IFLNK)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
@@ -84,7 +92,11 @@ def layout(tmp_path):
 
 # -- ordinary archives ----------------------------------------------------------------------------
 
-FILES = {"photos/a.jpg": b"\xff\xd8\xffA" * 100, "photos/sub/b.png": b"\x89PNG" * 50, "readme.txt": b"hi"}
+FILES = {
+    "photos/a.jpg": b"\xff\xd8\xffA" * 100,
+    "photos/sub/b.png": b"\x89PNG" * 50,
+    "readme.txt": b"hi",
+}
 
 
 def test_zip_extracts_files_and_folders(layout):
@@ -95,7 +107,13 @@ def test_zip_extracts_files_and_folders(layout):
     for name, data in FILES.items():
         assert (out / name).read_bytes() == data
     assert (out / "empty").is_dir()
-    assert tree(tmp / "work") == {"out", "out/photos", "out/photos/sub", "out/empty", *(f"out/{n}" for n in FILES)}
+    assert tree(tmp / "work") == {
+        "out",
+        "out/photos",
+        "out/photos/sub",
+        "out/empty",
+        *(f"out/{n}" for n in FILES),
+    }
 
 
 @pytest.mark.parametrize("suffix", list(TAR_MODES))
@@ -106,7 +124,12 @@ def test_tar_formats_extract(layout, suffix):
     paths = safe_extract(archive, out)
     assert paths == [out / name for name in FILES]
     assert all((out / name).read_bytes() == data for name, data in FILES.items())
-    assert tree(tmp / "work") == {"out", "out/photos", "out/photos/sub", *(f"out/{n}" for n in FILES)}
+    assert tree(tmp / "work") == {
+        "out",
+        "out/photos",
+        "out/photos/sub",
+        *(f"out/{n}" for n in FILES),
+    }
 
 
 def test_format_is_detected_from_content_without_suffix(layout):
@@ -157,7 +180,13 @@ def test_corrupt_member_leaves_nothing(layout):
 # archive also holds an innocent ok.txt first: "nothing written" means it was not extracted either.
 EVIL = {
     "zip ../": ("slip.zip", {"../evil.txt": b"x"}, {}, "../evil.txt", "'..' in the path"),
-    "zip deep ../": ("deep.zip", {"a/../../evil.txt": b"x"}, {}, "a/../../evil.txt", "'..' in the path"),
+    "zip deep ../": (
+        "deep.zip",
+        {"a/../../evil.txt": b"x"},
+        {},
+        "a/../../evil.txt",
+        "'..' in the path",
+    ),
     "zip backslash ..": ("bs.zip", {"..\\evil.txt": b"x"}, {}, "..\\evil.txt", "'..' in the path"),
     "zip absolute": ("abs.zip", {"/tmp/evil.txt": b"x"}, {}, "/tmp/evil.txt", "absolute path"),
     "zip symlink": ("link.zip", {}, {"link": "/etc/passwd"}, "link", "symlink"),
@@ -165,11 +194,35 @@ EVIL = {
     "tar absolute": ("abs.tar.gz", {"/tmp/evil.txt": b"x"}, [], "/tmp/evil.txt", "absolute path"),
     "tar symlink": ("sym.tar", {}, [tar_special("l", tarfile.SYMTYPE, "/etc")], "l", "symlink"),
     "tar symlink to ..": ("up.tar", {}, [tar_special("d", tarfile.SYMTYPE, "..")], "d", "symlink"),
-    "tar hard link": ("hard.tar", {}, [tar_special("h", tarfile.LNKTYPE, "/etc/passwd")], "h", "hard link"),
-    "tar char device": ("chr.tar", {}, [tar_special("null", tarfile.CHRTYPE)], "null", "device file"),
-    "tar block device": ("blk.tar", {}, [tar_special("sda", tarfile.BLKTYPE)], "sda", "device file"),
+    "tar hard link": (
+        "hard.tar",
+        {},
+        [tar_special("h", tarfile.LNKTYPE, "/etc/passwd")],
+        "h",
+        "hard link",
+    ),
+    "tar char device": (
+        "chr.tar",
+        {},
+        [tar_special("null", tarfile.CHRTYPE)],
+        "null",
+        "device file",
+    ),
+    "tar block device": (
+        "blk.tar",
+        {},
+        [tar_special("sda", tarfile.BLKTYPE)],
+        "sda",
+        "device file",
+    ),
     "tar fifo": ("fifo.tar", {}, [tar_special("pipe", tarfile.FIFOTYPE)], "pipe", "fifo"),
-    "file and folder": ("clash.tar", {"a": b"file", "a/b": b"x"}, [], "a/b", "used as a file and as a folder"),
+    "file and folder": (
+        "clash.tar",
+        {"a": b"file", "a/b": b"x"},
+        [],
+        "a/b",
+        "used as a file and as a folder",
+    ),
 }
 
 
@@ -221,7 +274,9 @@ def test_zip_bomb_is_refused_before_writing(layout):
     archive = make_zip(src / "bomb.zip", {"zeros.bin": bytes(3 * MiB)})
     assert archive.stat().st_size < 64 * 1024
     before = tree(tmp)
-    with pytest.raises(UnsafeArchiveError, match=r"zip bomb: uncompressed size 3\.0 MiB exceeds the 1\.0 MiB cap"):
+    with pytest.raises(
+        UnsafeArchiveError, match=r"zip bomb: uncompressed size 3\.0 MiB exceeds the 1\.0 MiB cap"
+    ):
         safe_extract(archive, out, max_total_bytes=MiB)
     assert tree(tmp) == before
 
@@ -230,7 +285,9 @@ def test_zip_bomb_message_with_the_default_units(layout):
     _, src, out = layout
     archive = make_zip(src / "bomb.zip", {"zeros.bin": bytes(1000)})
     set_declared_size(archive, 3_000_000_000)
-    with pytest.raises(UnsafeArchiveError, match=r"uncompressed size 2\.8 GiB exceeds the 2\.0 GiB cap"):
+    with pytest.raises(
+        UnsafeArchiveError, match=r"uncompressed size 2\.8 GiB exceeds the 2\.0 GiB cap"
+    ):
         safe_extract(archive, out, max_total_bytes=2 * 1024**3)
     assert not out.exists()
 
@@ -250,7 +307,9 @@ def test_tar_bomb_is_refused_at_its_header(layout):
     tmp, src, out = layout
     archive = make_tar(src / "bomb.tar.gz", {"small.txt": b"x", "zeros.bin": bytes(3 * MiB)})
     before = tree(tmp)
-    with pytest.raises(UnsafeArchiveError, match=r"decompression bomb.*over the 1\.0 MiB cap") as excinfo:
+    with pytest.raises(
+        UnsafeArchiveError, match=r"decompression bomb.*over the 1\.0 MiB cap"
+    ) as excinfo:
         safe_extract(archive, out, max_total_bytes=MiB)
     assert excinfo.value.member == "zeros.bin"
     assert tree(tmp) == before
@@ -260,7 +319,9 @@ def test_tar_bomb_is_refused_at_its_header(layout):
 def test_member_count_cap(layout, kind):
     tmp, src, out = layout
     files = {f"{i}.txt": b"x" for i in range(5)}
-    archive = make_zip(src / "many.zip", files) if kind == "zip" else make_tar(src / "many.tar", files)
+    archive = (
+        make_zip(src / "many.zip", files) if kind == "zip" else make_tar(src / "many.tar", files)
+    )
     before = tree(tmp)
     with pytest.raises(UnsafeArchiveError, match="cap of 4"):
         safe_extract(archive, out, max_members=4)
@@ -285,8 +346,11 @@ def test_a_zip_bomb_within_the_old_cap_is_refused_by_its_ratio(layout):
     archive = zeros_zip(src / "bomb.zip", 64 * MiB)
     assert archive.stat().st_size < 128 * 1024
     before = tree(tmp)
-    with pytest.raises(UnsafeArchiveError, match=r"zip bomb: it inflates [\d,]+:1 \(64\.0 MiB from .*over the limit "
-                                                 r"of 100:1 \(max_ratio; config dataset\.archive\.max_ratio\)"):
+    with pytest.raises(
+        UnsafeArchiveError,
+        match=r"zip bomb: it inflates [\d,]+:1 \(64\.0 MiB from .*over the limit "
+        r"of 100:1 \(max_ratio; config dataset\.archive\.max_ratio\)",
+    ):
         safe_extract(archive, out, max_total_bytes=20 * 1024**3)
     assert tree(tmp) == before
     # the limit is the user's to change
@@ -310,8 +374,11 @@ def test_the_default_total_is_sized_to_the_archive(layout):
     archive = make_tar(src / "bomb.tar.gz", {"a.txt": b"x", "zeros.bin": bytes(16 * MiB)})
     assert archive.stat().st_size * 100 < 16 * MiB
     before = tree(tmp)
-    with pytest.raises(UnsafeArchiveError, match=r"decompression bomb.*cap \(max_total_bytes=\d+; config "
-                                                 r"dataset\.archive\.max_bytes"):
+    with pytest.raises(
+        UnsafeArchiveError,
+        match=r"decompression bomb.*cap \(max_total_bytes=\d+; config "
+        r"dataset\.archive\.max_bytes",
+    ):
         safe_extract(archive, out)
     assert tree(tmp) == before
     # real photos compress about 1:1: an archive of them passes the defaults

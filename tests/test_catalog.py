@@ -18,7 +18,10 @@ def test_catalog_settings():
     settings = yaml.safe_load((REPO / ".snakemake-workflow-catalog.yml").read_text())
     usage = settings["usage"]
     assert set(usage) <= {"mandatory-flags", "software-stack-deployment", "report"}
-    assert set(usage["mandatory-flags"]) == {"desc", "flags"} and "pip install" in usage["mandatory-flags"]["desc"]
+    assert (
+        set(usage["mandatory-flags"]) == {"desc", "flags"}
+        and "pip install" in usage["mandatory-flags"]["desc"]
+    )
     assert isinstance(usage["mandatory-flags"]["flags"], (list, str))
     deployment = usage["software-stack-deployment"]
     assert deployment and set(deployment) <= {"conda", "apptainer", "apptainer+conda", "singularity",
@@ -33,7 +36,10 @@ def test_the_layout_the_catalog_looks_for():
     assert (REPO / "config/config.yaml").is_file()  # what snakedeploy's deployment reads
     assert (REPO / "workflow/schemas/config.schema.yaml").is_file()  # the catalog's parameter table
     snakefile = (REPO / "workflow/Snakefile").read_text()
-    assert 'configfile: "config/config.yaml"' in snakefile and 'report: "report/workflow.rst"' in snakefile
+    assert (
+        'configfile: "config/config.yaml"' in snakefile
+        and 'report: "report/workflow.rst"' in snakefile
+    )
     readme = (REPO / "README.md").read_text().lower()
     assert "snakemake" in readme and "workflow" in readme
 
@@ -44,7 +50,9 @@ def test_config_readme_covers_every_preset_and_the_model_selection():
     assert presets
     for name in presets:
         assert f"(presets/{name})" in text, name  # linked in the presets table
-        for model in yaml.safe_load((REPO / "config/presets" / name).read_text()).get("run_models", []):  # data presets: none
+        for model in yaml.safe_load((REPO / "config/presets" / name).read_text()).get(
+            "run_models", []
+        ):  # data presets: none
             assert f"`{model}`" in text, (name, model)
     for key in ("run_models", "runtime", "dataset.source", "eval_sets", "--configfile"):
         assert key in text

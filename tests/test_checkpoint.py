@@ -26,8 +26,14 @@ def test_load_model_roundtrip(tmp_path):
 def test_checkpoint_round_trip_weights_only(effnet_shards, tmp_path):
     train_shards, val_shards = effnet_shards
     cfg = ModelConfig(arch="effnet_unet", loss="zhang")
-    train(cfg, TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0), train_shards, val_shards,
-          tmp_path / "run", progress=False)
+    train(
+        cfg,
+        TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0),
+        train_shards,
+        val_shards,
+        tmp_path / "run",
+        progress=False,
+    )
     ckpt = torch.load(tmp_path / "run" / "best.pt", weights_only=True)
     assert ckpt["model_config"]["arch"] == "effnet_unet"
     model, _ = load_checkpoint(tmp_path / "run" / "best.pt")
@@ -45,18 +51,31 @@ def test_training_writes_a_model_card_and_info_prints_it(shards, tmp_path, capsy
     from colorize.cli import main
     from helpers import TINY_UNET
 
-    summary = train(TINY_UNET, TrainConfig(epochs=2, batch_size=4, num_workers=0, log_interval=0, crop_size=24),
-                    shards["train"], shards["val"], tmp_path / "run", progress=False, card={"dataset": "tiny"})
+    summary = train(
+        TINY_UNET,
+        TrainConfig(epochs=2, batch_size=4, num_workers=0, log_interval=0, crop_size=24),
+        shards["train"],
+        shards["val"],
+        tmp_path / "run",
+        progress=False,
+        card={"dataset": "tiny"},
+    )
     card = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["card"]
     assert card["architecture"] == "unet" and card["dataset"] == "tiny" and card["device"] == "cpu"
     assert card["train_images"] == 11 and card["val_images"] == 3 and card["epochs"] == 2
     assert card["image_passes"] == 22 and card["parameters"] == card["trainable_parameters"] > 0
     assert card["best_val_psnr"] == summary["best_val_psnr"] and card["train_seconds"] > 0
     rows = dict(describe(torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)))
-    assert rows["dataset"] == "tiny" and "22 image passes" in rows["budget"] and rows["images"] == "11 train, 3 validation"
+    assert (
+        rows["dataset"] == "tiny"
+        and "22 image passes" in rows["budget"]
+        and rows["images"] == "11 train, 3 validation"
+    )
     assert main(["info", str(tmp_path / "run" / "best.pt")]) == 0
     out = capsys.readouterr().out
-    assert "stored in the file" in out and "unet (loss mse)" in out and "best validation PSNR" in out
+    assert (
+        "stored in the file" in out and "unet (loss mse)" in out and "best validation PSNR" in out
+    )
 
 
 def test_a_checkpoint_without_a_card_still_loads_and_describes_itself(checkpoint_file, capsys):

@@ -10,8 +10,17 @@ from pathlib import Path, PurePath
 import pytest
 import torch
 
-from colorize.chunks import (GatherError, check_chunk, chunk_fingerprints, chunk_of, chunk_status_name,
-                             colorize_chunk, folder_inputs, gather_status, select_chunk)
+from colorize.chunks import (
+    GatherError,
+    check_chunk,
+    chunk_fingerprints,
+    chunk_of,
+    chunk_status_name,
+    colorize_chunk,
+    folder_inputs,
+    gather_status,
+    select_chunk,
+)
 from colorize.infer import colorize_files
 from colorize.status import STATUS_COLUMNS
 from colorize.tsv import read_tsv, write_tsv
@@ -53,7 +62,9 @@ def photos(tmp_path) -> Path:
     """Photos of several formats and sizes, one in a sub-folder, two that clash, one broken."""
     src = tmp_path / "in"
     save(src / "a.gif", smooth_image(30, 40, 1))
-    save(src / "a.png", smooth_image(30, 40, 2))  # would overwrite a.gif's output: fails, chunked or not
+    save(
+        src / "a.png", smooth_image(30, 40, 2)
+    )  # would overwrite a.gif's output: fails, chunked or not
     save(src / "sub" / "b.jpg", smooth_image(45, 67, 3), quality=90)
     save(src / "c.tif", smooth_image(33, 21, 4))
     (src / "broken.jpg").write_bytes(b"\xff\xd8\xff not really")
@@ -63,7 +74,11 @@ def photos(tmp_path) -> Path:
 
 
 def image_bytes(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def colorize_in_chunks(model, src: Path, out: Path, n: int) -> list[Path]:
@@ -71,16 +86,32 @@ def colorize_in_chunks(model, src: Path, out: Path, n: int) -> list[Path]:
     for k in range(1, n + 1):
         inputs = select_chunk(folder_inputs(src), k, n)
         tables.append(out.parent / chunk_status_name(k, n))
-        colorize_files(model, inputs, out, size=SIZE, batch_size=2, workers=1, progress=False,
-                       status_path=tables[-1])
+        colorize_files(
+            model,
+            inputs,
+            out,
+            size=SIZE,
+            batch_size=2,
+            workers=1,
+            progress=False,
+            status_path=tables[-1],
+        )
     return tables
 
 
 def test_chunked_runs_write_the_bytes_and_rows_of_one_run(photos, tmp_path):
     model = tinted_model()
     out = tmp_path / "out"
-    colorize_files(model, folder_inputs(photos), out, size=SIZE, batch_size=4, workers=2, progress=False,
-                   status_path=tmp_path / "status.tsv")
+    colorize_files(
+        model,
+        folder_inputs(photos),
+        out,
+        size=SIZE,
+        batch_size=4,
+        workers=2,
+        progress=False,
+        status_path=tmp_path / "status.tsv",
+    )
     one_run = image_bytes(out), (tmp_path / "status.tsv").read_bytes()
     shutil.rmtree(out)
 
@@ -88,15 +119,33 @@ def test_chunked_runs_write_the_bytes_and_rows_of_one_run(photos, tmp_path):
     assert all(read_tsv(t) for t in tables)  # every chunk has photos here
     rows = gather_status(tables, tmp_path / "gathered.tsv")
     assert (image_bytes(out), (tmp_path / "gathered.tsv").read_bytes()) == one_run
-    assert len(rows) == 10 and sorted(image_bytes(out)) == ["a.png", "c.tif", "p0.png", "p1.png", "p2.png",
-                                                              "p3.png", "p4.png", "sub/b.jpg"]
+    assert len(rows) == 10 and sorted(image_bytes(out)) == [
+        "a.png",
+        "c.tif",
+        "p0.png",
+        "p1.png",
+        "p2.png",
+        "p3.png",
+        "p4.png",
+        "sub/b.jpg",
+    ]
     (clash,) = [r for r in rows if r["input"].endswith("a.png")]
     assert "would overwrite the one from" in clash["reason"]
 
 
 def run_chunk(model, src, k, out, work):
-    return colorize_chunk(model, src, k, N, out, work / chunk_status_name(k, N),
-                          work / "resume" / chunk_status_name(k, N), size=SIZE, workers=1, progress=False)
+    return colorize_chunk(
+        model,
+        src,
+        k,
+        N,
+        out,
+        work / chunk_status_name(k, N),
+        work / "resume" / chunk_status_name(k, N),
+        size=SIZE,
+        workers=1,
+        progress=False,
+    )
 
 
 def test_a_rerun_of_a_chunk_redoes_only_what_is_missing_or_changed(photos, tmp_path):
@@ -114,7 +163,9 @@ def test_a_rerun_of_a_chunk_redoes_only_what_is_missing_or_changed(photos, tmp_p
     again = run_chunk(model, photos, k_b, out, work)
     assert again.resumed == sum(r.ok for r in first[k_b]) - 1
     assert image_bytes(out) == before
-    assert [p for p, t in stamps.items() if p.exists() and p.stat().st_mtime_ns != t] == [out / "sub" / "b.jpg"]
+    assert [p for p, t in stamps.items() if p.exists() and p.stat().st_mtime_ns != t] == [
+        out / "sub" / "b.jpg"
+    ]
 
     # a photo leaves the folder: its chunk's rerun removes its output, and only that
     k_p = chunk_of("p3.png", N)
@@ -133,8 +184,9 @@ def test_a_chunks_fingerprint_changes_only_with_its_own_photos(photos):
     assert {k for k in before if before[k] != after[k]} == {2}
     touched = next(rel for _, rel in folder_inputs(photos) if chunk_of(rel, N) != 2)
     save(photos / touched, smooth_image(20, 21, 98))
-    assert {k for k, v in chunk_fingerprints(folder_inputs(photos), N).items() if v != after[k]} == {
-        chunk_of(touched, N)}
+    assert {
+        k for k, v in chunk_fingerprints(folder_inputs(photos), N).items() if v != after[k]
+    } == {chunk_of(touched, N)}
 
 
 def status_table(path: Path, *inputs: str) -> Path:
@@ -159,6 +211,14 @@ def test_gathering_refuses_an_incomplete_or_mixed_set(tmp_path):
     with pytest.raises(GatherError, match="not a colorize status table"):
         gather_status([tmp_path / "notes.tsv"], tmp_path / "out.tsv")
     assert not (tmp_path / "out.tsv").exists()
-    mine = status_table(tmp_path / "mine.tsv", "in/b/0.png", "in/a.png")  # any names, taken as they are
+    mine = status_table(
+        tmp_path / "mine.tsv", "in/b/0.png", "in/a.png"
+    )  # any names, taken as they are
     rows = gather_status([mine, t[3], t[1], t[2]], tmp_path / "out.tsv")
-    assert [r["input"] for r in rows] == ["in/1.png", "in/2.png", "in/3.png", "in/a.png", "in/b/0.png"]
+    assert [r["input"] for r in rows] == [
+        "in/1.png",
+        "in/2.png",
+        "in/3.png",
+        "in/a.png",
+        "in/b/0.png",
+    ]

@@ -24,7 +24,9 @@ COLORIZE = Path(sys.executable).with_name("colorize")  # the console script inst
 
 def run(*args: str | Path) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
-    return subprocess.run([str(COLORIZE), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [str(COLORIZE), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def photo(h: int, w: int, seed: int) -> np.ndarray:
@@ -44,7 +46,9 @@ def test_help_mentions_every_option():
     predict = run("predict", "--help")
     assert predict.returncode == 0
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["predict"]
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[
+        "predict"
+    ]
     options = option_strings(sub)
     expected = {
         "--model",
@@ -98,7 +102,11 @@ def test_predict_colorizes_good_files_and_lists_bad_ones(tmp_path, checkpoint_fi
         src,
     )
     assert res.returncode == 0, res.stderr
-    assert "colorized 2 of 5" in res.stdout and "3 failed" in res.stdout and str(out / "status.tsv") in res.stdout
+    assert (
+        "colorized 2 of 5" in res.stdout
+        and "3 failed" in res.stdout
+        and str(out / "status.tsv") in res.stdout
+    )
     with Image.open(out / "a.jpg") as im:
         assert im.size == (53, 37) and im.mode == "RGB"
     with Image.open(out / "trip" / "b.png") as im:
@@ -129,12 +137,19 @@ def test_predict_exit_codes(tmp_path, checkpoint_file):
 # -- what a real machine does to a run (issue 9) --------------------------------------------------
 
 
-def in_private_mount(script: str, *args: str | Path, timeout: int = 300) -> subprocess.CompletedProcess:
+def in_private_mount(
+    script: str, *args: str | Path, timeout: int = 300
+) -> subprocess.CompletedProcess:
     """Run ``sh -c script`` in a private mount namespace (``unshare``), where the test can mount a
     real read-only or tiny (fills up) tmpfs; the mounts vanish with the process."""
     env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
-    return subprocess.run(["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", *map(str, args)],
-                          capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run(
+        ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkpoint_file):
@@ -149,15 +164,23 @@ def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkp
     # a read-only file system (as root, permission bits would not stop a write: a real ro mount)
     ro = tmp_path / "ro"
     ro.mkdir()
-    res = in_private_mount('mount -t tmpfs -o ro,size=1m tmpfs "$1" && exec "$2" predict -q -m "$3" -o "$1/out" "$4"',
-                           ro, COLORIZE, checkpoint_file, img)
+    res = in_private_mount(
+        'mount -t tmpfs -o ro,size=1m tmpfs "$1" && exec "$2" predict -q -m "$3" -o "$1/out" "$4"',
+        ro,
+        COLORIZE,
+        checkpoint_file,
+        img,
+    )
     assert res.returncode == 2, res.stderr
-    assert res.stderr.strip().splitlines()[-1] == (f"colorize predict: error: output: cannot write to {ro}/out: "
-                                                   "Read-only file system")
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"colorize predict: error: output: cannot write to {ro}/out: Read-only file system"
+    )
     assert not list(ro.iterdir())
 
 
-def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table(tmp_path, checkpoint_file):
+def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table(
+    tmp_path, checkpoint_file
+):
     src = tmp_path / "photos"
     src.mkdir()
     for i in range(8):  # noisy 320x320 photos: ~250 KB PNG outputs each
@@ -168,16 +191,30 @@ def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table
     res = in_private_mount(
         'mount -t tmpfs -o size=640k tmpfs "$1" && "$2" predict -m "$3" -o "$1/out" --size 32 --workers 1 '
         '--batch-size 1 "$4"; rc=$?; cp -a "$1/out" "$5"; exit $rc',
-        disk, COLORIZE, checkpoint_file, src, keep)
-    assert res.returncode == 3, res.stderr  # incomplete: its own exit status, although some were colorized
-    assert "Traceback" not in res.stderr and "stopped early: the run stopped after a write failed" in res.stderr
+        disk,
+        COLORIZE,
+        checkpoint_file,
+        src,
+        keep,
+    )
+    assert res.returncode == 3, (
+        res.stderr
+    )  # incomplete: its own exit status, although some were colorized
+    assert (
+        "Traceback" not in res.stderr
+        and "stopped early: the run stopped after a write failed" in res.stderr
+    )
     rows = read_tsv(keep / "status.tsv")
-    assert [Path(r["input"]).name for r in rows] == [f"p{i}.png" for i in range(8)]  # complete, in order
+    assert [Path(r["input"]).name for r in rows] == [
+        f"p{i}.png" for i in range(8)
+    ]  # complete, in order
     ok = [r for r in rows if r["status"] == "ok"]
     failed = [r for r in rows if r["status"] == "failed"]
     assert ok and failed and len(ok) + len(failed) == 8
     assert any("No space left on device" in r["reason"] for r in failed)
-    assert all("No space left" in r["reason"] or r["reason"].startswith("not attempted") for r in failed)
+    assert all(
+        "No space left" in r["reason"] or r["reason"].startswith("not attempted") for r in failed
+    )
     for r in ok:
         with Image.open(keep / Path(r["output"]).name) as im:
             assert im.size == (320, 320)
@@ -186,8 +223,14 @@ def test_a_disk_that_fills_up_mid_run_stops_cleanly_with_a_complete_status_table
         assert not (keep / Path(r["input"]).name).exists()
 
 
-@pytest.mark.parametrize("content, why", [(b"", "empty file"), (b"hello, I am text\n", "not a PyTorch file"),
-                                         (None, "without the model's settings")])
+@pytest.mark.parametrize(
+    "content, why",
+    [
+        (b"", "empty file"),
+        (b"hello, I am text\n", "not a PyTorch file"),
+        (None, "without the model's settings"),
+    ],
+)
 def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path, content, why):
     bad = tmp_path / "model.pt"
     if content is None:
@@ -199,24 +242,47 @@ def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path, content, why):
     res = run("predict", "-q", "-m", bad, "-o", tmp_path / "out", img)
     assert res.returncode == 2
     last = res.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"colorize predict: error: --model {bad}: not a colorize checkpoint") and why in last
+    assert (
+        last.startswith(f"colorize predict: error: --model {bad}: not a colorize checkpoint")
+        and why in last
+    )
     assert "Traceback" not in res.stderr
 
 
 def test_evaluate_names_a_file_that_is_not_a_shard(tmp_path, checkpoint_file):
     bad = tmp_path / "photos.h5"
     bad.write_text("not hdf5")
-    res = run("evaluate", "-q", "-m", checkpoint_file, "--per-image", tmp_path / "p.tsv", "--summary",
-              tmp_path / "s.tsv", bad)
+    res = run(
+        "evaluate",
+        "-q",
+        "-m",
+        checkpoint_file,
+        "--per-image",
+        tmp_path / "p.tsv",
+        "--summary",
+        tmp_path / "s.tsv",
+        bad,
+    )
     assert res.returncode == 2 and "Traceback" not in res.stderr
-    assert res.stderr.strip().splitlines()[-1] == (f"colorize evaluate: error: SHARD {bad}: not an HDF5 file "
-                                                   "(a shard is the .h5 a shard job writes)")
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"colorize evaluate: error: SHARD {bad}: not an HDF5 file "
+        "(a shard is the .h5 a shard job writes)"
+    )
     import h5py
 
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = [1, 2, 3]
-    res = run("evaluate", "-q", "-m", checkpoint_file, "--per-image", tmp_path / "p.tsv", "--summary",
-              tmp_path / "s.tsv", tmp_path / "other.h5")
+    res = run(
+        "evaluate",
+        "-q",
+        "-m",
+        checkpoint_file,
+        "--per-image",
+        tmp_path / "p.tsv",
+        "--summary",
+        tmp_path / "s.tsv",
+        tmp_path / "other.h5",
+    )
     assert res.returncode == 2 and "not a colorize shard (no L, ab, relpath dataset)" in res.stderr
 
 
@@ -236,9 +302,17 @@ def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint_file):
     (out / "p2.jpg").unlink()
     Image.fromarray(photo(30, 40, 9)).save(src / "p4.jpg")
     again = run("predict", "-m", checkpoint_file, "-o", out, "--size", "32", src)
-    assert again.returncode == 0 and "colorized 5 of 5" in again.stdout and "(3 already done)" in again.stdout
+    assert (
+        again.returncode == 0
+        and "colorized 5 of 5" in again.stdout
+        and "(3 already done)" in again.stdout
+    )
     now = {p.name: p.stat().st_mtime_ns for p in out.glob("*.jpg")}
-    assert sorted(n for n in stamps if now[n] == stamps[n]) == ["p0.jpg", "p1.jpg", "p3.jpg"]  # untouched
+    assert sorted(n for n in stamps if now[n] == stamps[n]) == [
+        "p0.jpg",
+        "p1.jpg",
+        "p3.jpg",
+    ]  # untouched
     assert len(read_tsv(out / "status.tsv")) == 5
 
     # a changed input or a changed option redoes the affected outputs
@@ -254,9 +328,10 @@ def test_predict_resumes_and_redoes_what_changed(tmp_path, checkpoint_file):
 
 
 def test_predict_without_a_model_uses_the_shipped_one(tmp_path):
-    from colorize.metrics import ab_of_rgb
-    from colorize.colorspace import mean_chroma
     from skimage import data
+
+    from colorize.colorspace import mean_chroma
+    from colorize.metrics import ab_of_rgb
 
     gray = tmp_path / "scan.png"
     Image.fromarray(np.asarray(Image.fromarray(data.astronaut()).convert("L"))).save(gray)
@@ -277,7 +352,11 @@ def test_predict_without_a_model_uses_the_shipped_one(tmp_path):
 
 
 def files_in(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_predict_in_chunks_gathers_to_what_one_run_writes_and_resumes(tmp_path, checkpoint_file):
@@ -294,15 +373,23 @@ def test_predict_in_chunks_gathers_to_what_one_run_writes_and_resumes(tmp_path, 
     for k in (1, 2):
         res = run("predict", *common, "--chunk", f"{k}/2", src)
         assert res.returncode == 0, res.stderr
-        assert f"in chunk {k}/2 (6 in all)" in res.stdout and str(out / f"status.chunk-{k}-of-2.tsv") in res.stdout
+        assert (
+            f"in chunk {k}/2 (6 in all)" in res.stdout
+            and str(out / f"status.chunk-{k}-of-2.tsv") in res.stdout
+        )
     tables = sorted(out.glob("status.chunk-*-of-2.tsv"))
     assert main(["gather-status", "-o", str(out / "status.tsv"), *map(str, tables)]) == 0
     gathered = {k: v for k, v in files_in(out).items() if not k.startswith("status.chunk-")}
-    assert gathered == files_in(tmp_path / "one_run")  # every image and the status table, byte for byte
+    assert gathered == files_in(
+        tmp_path / "one_run"
+    )  # every image and the status table, byte for byte
 
     # a chunk's rerun after one of its outputs was lost: only that photo is done again
-    mine = [r for r in read_tsv(out / "status.tsv") if r["status"] == "ok"
-            and chunk_of(Path(r["output"]).relative_to(out), 2) == 1]
+    mine = [
+        r
+        for r in read_tsv(out / "status.tsv")
+        if r["status"] == "ok" and chunk_of(Path(r["output"]).relative_to(out), 2) == 1
+    ]
     assert mine
     Path(mine[0]["output"]).unlink()
     again = run("predict", *common, "--chunk", "1/2", src)
@@ -310,14 +397,25 @@ def test_predict_in_chunks_gathers_to_what_one_run_writes_and_resumes(tmp_path, 
     assert gathered.items() <= files_in(out).items()  # the same bytes again
 
 
-@pytest.mark.parametrize("value, says", [("0/4", "chunk 0 of 4 does not exist: chunks count from 1 to 4"),
-                                         ("5/4", "chunk 5 of 4 does not exist"), ("3/0", "at least 1"),
-                                         ("3", "'3' is not K/N (e.g. 3/8"), ("a/b", "is not K/N")])
+@pytest.mark.parametrize(
+    "value, says",
+    [
+        ("0/4", "chunk 0 of 4 does not exist: chunks count from 1 to 4"),
+        ("5/4", "chunk 5 of 4 does not exist"),
+        ("3/0", "at least 1"),
+        ("3", "'3' is not K/N (e.g. 3/8"),
+        ("a/b", "is not K/N"),
+    ],
+)
 def test_a_bad_chunk_is_a_usage_error_naming_the_option(value, says, capsys):
     with pytest.raises(SystemExit) as exit:
         build_parser().parse_args(["predict", "-o", "out", "--chunk", value, "photos"])
     err = capsys.readouterr().err
-    assert exit.value.code == 2 and "colorize predict: error: argument --chunk: " in err and says in err
+    assert (
+        exit.value.code == 2
+        and "colorize predict: error: argument --chunk: " in err
+        and says in err
+    )
 
 
 def test_gather_status_names_a_missing_chunk(tmp_path, capsys):
@@ -328,18 +426,35 @@ def test_gather_status_names_a_missing_chunk(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit:
         main(["gather-status", "-o", str(tmp_path / "status.tsv"), *map(str, tables)])
     assert exit.value.code == 2
-    assert capsys.readouterr().err.strip() == ("colorize gather-status: error: missing chunk(s) 2 of 3: no "
-                                               "status.chunk-2-of-3.tsv given (has its job finished?)")
+    assert capsys.readouterr().err.strip() == (
+        "colorize gather-status: error: missing chunk(s) 2 of 3: no "
+        "status.chunk-2-of-3.tsv given (has its job finished?)"
+    )
     assert not (tmp_path / "status.tsv").exists()
 
 
 def test_evaluate_by_source_writes_a_row_per_source_and_method(tmp_path, checkpoint_file, shards):
     """--by-source: an image's source is the first folder of its name (here the shard's stem)."""
-    res = run("evaluate", "-q", "-m", checkpoint_file, "--per-image", tmp_path / "p.tsv", "--summary",
-              tmp_path / "s.tsv", "--by-source", tmp_path / "b.tsv", *shards["train"])
+    res = run(
+        "evaluate",
+        "-q",
+        "-m",
+        checkpoint_file,
+        "--per-image",
+        tmp_path / "p.tsv",
+        "--summary",
+        tmp_path / "s.tsv",
+        "--by-source",
+        tmp_path / "b.tsv",
+        *shards["train"],
+    )
     assert res.returncode == 0, res.stderr
     assert "vivid hits" in res.stdout and "pooled" in res.stdout
     rows = read_tsv(tmp_path / "b.tsv")
-    assert [(r["source"], r["n_images"]) for r in rows] == [("train-000", "6"), ("train-000", "6"),
-                                                            ("train-001", "5"), ("train-001", "5")]
+    assert [(r["source"], r["n_images"]) for r in rows] == [
+        ("train-000", "6"),
+        ("train-000", "6"),
+        ("train-001", "5"),
+        ("train-001", "5"),
+    ]
     assert {r["method"] for r in rows} == {"model", "gray"}

@@ -17,9 +17,14 @@ def test_keep_lightness_shrinks_out_of_gamut_chroma_instead_of_clipping():
     assert (dL(lab_to_rgb(L, ab)) <= 1).mean() < 0.5  # plain clipping moves lightness
     kept = dL(lab_to_rgb(L, ab, keep_lightness=True))
     assert kept.max() <= 1.0  # shrinking chroma keeps it (8-bit rounding aside)
-    rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # in-gamut colours come back as they were
+    rgb = rng.integers(
+        0, 256, (64, 64, 3), dtype=np.uint8
+    )  # in-gamut colours come back as they were
     lab = rgb_to_lab(rgb)
-    assert np.abs(lab_to_rgb(lab[..., 0], lab[..., 1:], keep_lightness=True).astype(int) - rgb).max() <= 1
+    assert (
+        np.abs(lab_to_rgb(lab[..., 0], lab[..., 1:], keep_lightness=True).astype(int) - rgb).max()
+        <= 1
+    )
 
 
 @pytest.mark.fast_path
@@ -27,7 +32,9 @@ def test_lab_planes_and_lightness_equal_rgb_to_lab():
     rgb = gradient_photo(33, 47, 5)
     ref = rgb_to_lab(rgb)
     assert np.array_equal(lab_planes(rgb), np.moveaxis(ref, -1, 0))
-    assert np.array_equal(lab_planes(np.ascontiguousarray(rgb[..., ::-1]), "BGR"), np.moveaxis(ref, -1, 0))
+    assert np.array_equal(
+        lab_planes(np.ascontiguousarray(rgb[..., ::-1]), "BGR"), np.moveaxis(ref, -1, 0)
+    )
     assert np.array_equal(lightness(rgb), ref[..., 0])
 
 
@@ -37,7 +44,10 @@ def _predicted_like(gain: float, seed: int = 1):
 
     rng = np.random.default_rng(seed)
     L = rgb_to_lab(gradient_photo(96, 128, 3))[..., 0]
-    ab = cv2.resize(cv2.GaussianBlur(rng.normal(0, 30, (24, 32, 2)).astype(np.float32), (0, 0), 2) * gain, (128, 96))
+    ab = cv2.resize(
+        cv2.GaussianBlur(rng.normal(0, 30, (24, 32, 2)).astype(np.float32), (0, 0), 2) * gain,
+        (128, 96),
+    )
     return L, ab
 
 
@@ -61,9 +71,15 @@ def test_gamut_table_matches_the_exact_bisection_better_than_the_old_conversion(
     assert out.mean() > 0.02 or gain == 1.0  # at x3 and x6 the case is real
     assert (err(new)[out] > 1).sum() <= 0.001 * out.sum()  # out of gamut: as the exact answer
     assert err(new).max() <= 4
-    assert not out.any() or err(new)[out].mean() <= err(old)[out].mean()  # the table beats the old search
+    assert (
+        not out.any() or err(new)[out].mean() <= err(old)[out].mean()
+    )  # the table beats the old search
     plain = lab_to_rgb(L, ab)[~out].astype(int)  # in gamut: untouched
-    assert np.array_equal(new[~out], plain) if engine == "opencv" else np.abs(new[~out] - plain).max() <= 1
+    assert (
+        np.array_equal(new[~out], plain)
+        if engine == "opencv"
+        else np.abs(new[~out] - plain).max() <= 1
+    )
     assert np.abs(rgb_to_lab(new)[..., 0] - L).max() <= 1.0  # lightness kept
 
 
@@ -83,7 +99,10 @@ def test_gamut_table_holds_on_the_hardest_colours():
     rgb = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     rgb[::4, :, 0], rgb[1::4, :, 2] = 0, 255
     lab = rgb_to_lab(rgb)
-    assert np.abs(lab_to_rgb(lab[..., 0], lab[..., 1:], keep_lightness=True).astype(int) - rgb).max() <= 1
+    assert (
+        np.abs(lab_to_rgb(lab[..., 0], lab[..., 1:], keep_lightness=True).astype(int) - rgb).max()
+        <= 1
+    )
 
 
 @pytest.mark.fast_path
@@ -101,4 +120,6 @@ def test_conversion_in_bands_equals_the_whole_image(monkeypatch):
     for keep, ref in zip((False, True), whole):
         assert np.array_equal(lab_to_rgb(L, ab, keep_lightness=keep), ref)
         assert np.array_equal(lab_to_rgb(L, ab, keep_lightness=keep, order="BGR"), ref[..., ::-1])
-    assert np.array_equal(lightness(rgb), whole_L) and np.array_equal(whole_L, rgb_to_lab(rgb)[..., 0])
+    assert np.array_equal(lightness(rgb), whole_L) and np.array_equal(
+        whole_L, rgb_to_lab(rgb)[..., 0]
+    )

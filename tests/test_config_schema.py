@@ -33,7 +33,9 @@ def test_runtime_knobs_are_training_fields_with_the_librarys_defaults():
     library = dataclass_defaults(TrainConfig)
     for key in ("num_workers", "in_memory", "log_interval"):
         assert runtime[key]["default"] == library[key], key
-        assert key not in SCHEMA["properties"]["models"]["additionalProperties"]["properties"]  # one home
+        assert (
+            key not in SCHEMA["properties"]["models"]["additionalProperties"]["properties"]
+        )  # one home
     per_model = runtime["models"]["additionalProperties"]["properties"]
     assert set(per_model) == {"num_workers", "in_memory", "log_interval"}
 
@@ -42,7 +44,9 @@ def test_every_key_is_described():
     def walk(node, path):
         if not isinstance(node, dict):
             return
-        if "type" in node and path and not path.endswith("<name>"):  # a <name> entry: its parent says
+        if (
+            "type" in node and path and not path.endswith("<name>")
+        ):  # a <name> entry: its parent says
             assert node.get("description"), path
         for name, child in node.get("properties", {}).items():
             walk(child, f"{path}.{name}" if path else name)

@@ -10,8 +10,15 @@ import torch
 from torch.utils.data import DataLoader
 
 from colorize.colorspace import denormalize_ab, denormalize_l, normalize_ab, normalize_l
-from colorize.data import (InMemoryDataset, ShardDataset, _gather_crops, _slice_crops, batches_per_epoch,
-                           draw_augmentation, iterate_batches)
+from colorize.data import (
+    InMemoryDataset,
+    ShardDataset,
+    _gather_crops,
+    _slice_crops,
+    batches_per_epoch,
+    draw_augmentation,
+    iterate_batches,
+)
 from colorize.shards import ShardWriter, read_shard
 
 SIZE = 32  # the side of the images in the shards fixture and in the coded shards
@@ -36,7 +43,9 @@ def coded_shards(tmp_path: Path, sizes: list[int], size: int = 24) -> list[Path]
     """Coded shards train-0.h5, train-1.h5, ... holding ``sizes[j]`` images each, ids counting on across them."""
     paths, first = [], 0
     for j, n in enumerate(sizes):
-        paths.append(write_coded_shard(tmp_path / f"train-{j}.h5", list(range(first, first + n)), size))
+        paths.append(
+            write_coded_shard(tmp_path / f"train-{j}.h5", list(range(first, first + n)), size)
+        )
         first += n
     return paths
 
@@ -62,13 +71,20 @@ def test_validation_samples_are_the_stored_images_normalised(shards):
     for (L_norm, ab_norm), L, ab in zip(samples, stored.L, stored.ab):
         assert L_norm.dtype == ab_norm.dtype == torch.float32
         assert L_norm.shape == (1, SIZE, SIZE) and ab_norm.shape == (2, SIZE, SIZE)
-        np.testing.assert_allclose(L_norm[0].numpy(), normalize_l(L.astype(np.float32)), rtol=0, atol=1e-6)
-        np.testing.assert_allclose(ab_norm.numpy(), normalize_ab(ab.astype(np.float32)), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            L_norm[0].numpy(), normalize_l(L.astype(np.float32)), rtol=0, atol=1e-6
+        )
+        np.testing.assert_allclose(
+            ab_norm.numpy(), normalize_ab(ab.astype(np.float32)), rtol=0, atol=1e-6
+        )
         assert -1 <= L_norm.min() and L_norm.max() <= 1 and ab_norm.abs().max() <= 1
 
 
 def test_training_order_is_shuffled_per_epoch_and_seeded(tmp_path):
-    paths = [write_coded_shard(tmp_path / f"train-{k}.h5", list(range(5 * k, 5 * k + 5))) for k in range(3)]
+    paths = [
+        write_coded_shard(tmp_path / f"train-{k}.h5", list(range(5 * k, 5 * k + 5)))
+        for k in range(3)
+    ]
     ds = ShardDataset(paths, train=True, flip=False, seed=7)
 
     def ids(epoch, seed=7):
@@ -96,7 +112,7 @@ def test_random_crop_and_flip_training_centre_crop_validation(tmp_path):
             seen.append((top, left, flipped))
     flips = [f for _, _, f in seen]
     assert 0.25 < np.mean(flips) < 0.75
-    assert len({(t, l) for t, l, _ in seen}) > 20  # offsets vary
+    assert len({(top, left) for top, left, _ in seen}) > 20  # offsets vary
 
     val = ShardDataset([path], crop_size=crop, train=False)
     centre = (SIZE - crop) // 2
@@ -106,7 +122,10 @@ def test_random_crop_and_flip_training_centre_crop_validation(tmp_path):
 
 
 def test_workers_read_disjoint_shards_and_empty_shards_are_skipped(tmp_path):
-    paths = [write_coded_shard(tmp_path / f"train-{k}.h5", list(range(4 * k, 4 * k + 4))) for k in range(3)]
+    paths = [
+        write_coded_shard(tmp_path / f"train-{k}.h5", list(range(4 * k, 4 * k + 4)))
+        for k in range(3)
+    ]
     paths.insert(1, write_coded_shard(tmp_path / "train-empty.h5", []))
     ds = ShardDataset(paths, crop_size=16, seed=3)
     ds.set_epoch(5)
@@ -116,14 +135,19 @@ def test_workers_read_disjoint_shards_and_empty_shards_are_skipped(tmp_path):
     assert len(single) == 12 and [s[0] for s in single] == list(range(12))
     assert multi == single  # same samples (seeded by shard), each image once
     batches = list(iterate_batches(ds, 5, num_workers=2))
-    assert sum(len(L) for L, _ in batches) == 12 and len(batches) == batches_per_epoch(ds, 5, num_workers=2)
+    assert sum(len(L) for L, _ in batches) == 12 and len(batches) == batches_per_epoch(
+        ds, 5, num_workers=2
+    )
 
     only_empty = ShardDataset([paths[1]])
     assert len(only_empty) == 0 and list(only_empty) == [] and only_empty.sample_size is None
 
 
 def test_in_memory_dataset_matches_streaming(tmp_path):
-    paths = [write_coded_shard(tmp_path / f"train-{k}.h5", list(range(3 * k, 3 * k + 3))) for k in range(2)]
+    paths = [
+        write_coded_shard(tmp_path / f"train-{k}.h5", list(range(3 * k, 3 * k + 3)))
+        for k in range(2)
+    ]
     paths.append(write_coded_shard(tmp_path / "train-empty.h5", []))
     stream = ShardDataset(paths, train=False)
     memory = InMemoryDataset(paths, train=False)
@@ -134,7 +158,9 @@ def test_in_memory_dataset_matches_streaming(tmp_path):
     train_mem.set_epoch(2)
     batches = list(train_mem.batches(4))
     assert [tuple(L.shape) for L, _ in batches] == [(4, 1, 8, 8), (2, 1, 8, 8)]
-    assert sorted(decode(L[i], ab[i])[0] for L, ab in batches for i in range(len(L))) == list(range(6))
+    assert sorted(decode(L[i], ab[i])[0] for L, ab in batches for i in range(len(L))) == list(
+        range(6)
+    )
     assert sorted(decode(*s)[0] for s in train_mem) == list(range(6))
 
 
@@ -159,12 +185,17 @@ def test_gpu_gather_equals_cpu_slices(crop, train):
 @pytest.mark.fast_path
 def test_batches_are_the_samples_of_iter_in_order(tmp_path):
     paths = coded_shards(tmp_path, [7, 0, 5, 9])
-    for ds in (ShardDataset(paths, crop_size=10, seed=4), InMemoryDataset(paths, crop_size=10, seed=4)):
+    for ds in (
+        ShardDataset(paths, crop_size=10, seed=4),
+        InMemoryDataset(paths, crop_size=10, seed=4),
+    ):
         ds.set_epoch(2)
         samples = list(ds)
         batches = list(ds.batches(4))
         assert [len(b[0]) for b in batches] == [4] * 5 + [1]
         flat = [(L, ab) for Lb, abb in batches for L, ab in zip(Lb, abb)]
         assert len(flat) == len(samples) == 21
-        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(samples, flat))
+        assert all(
+            torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(samples, flat)
+        )
         assert [len(b[0]) for b in ds.batches(4, drop_last=True)] == [4] * 5

@@ -30,7 +30,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from colorize.data import InMemoryDataset, ShardDataset, batches_per_epoch, iterate_batches, rank_spans
+from colorize.data import (
+    InMemoryDataset,
+    ShardDataset,
+    batches_per_epoch,
+    iterate_batches,
+    rank_spans,
+)
 from colorize.distributed import torchrun_command
 from colorize.train import split_settings, train
 from conftest import make_good_images
@@ -41,8 +47,17 @@ from workflow_utils import copy_workflow, tiny_config, write_config
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "workflow" / "scripts" / "train.py"
 # A tiny U-Net trained on the `shards` fixture (11 train images: global batches of 4, 4, 3).
-SETTINGS = {"arch": "unet", "base_channels": 4, "depth": 2, "norm": "group", "epochs": 3, "lr": 3e-3,
-            "crop_size": 24, "log_interval": 0, "num_workers": 0}
+SETTINGS = {
+    "arch": "unet",
+    "base_channels": 4,
+    "depth": 2,
+    "norm": "group",
+    "epochs": 3,
+    "lr": 3e-3,
+    "crop_size": 24,
+    "log_interval": 0,
+    "num_workers": 0,
+}
 STARTUP_S = 180  # torchrun and two processes importing torch, on a busy 2-core machine
 
 torch.set_num_threads(1)
@@ -63,8 +78,18 @@ def single_process(settings: dict, shards, out: Path) -> dict:
 
 def entry_args(settings: dict, shards, out: Path) -> list[str]:
     """The arguments of ``python -m colorize.train`` (what the workflow's script passes)."""
-    return ["--settings", json.dumps(settings), "--train", *map(str, shards["train"]),
-            "--val", *map(str, shards["val"]), "--out", str(out), "--name", "tiny"]
+    return [
+        "--settings",
+        json.dumps(settings),
+        "--train",
+        *map(str, shards["train"]),
+        "--val",
+        *map(str, shards["val"]),
+        "--out",
+        str(out),
+        "--name",
+        "tiny",
+    ]
 
 
 def assert_same_training(a: Path, b: Path) -> None:
@@ -131,7 +156,13 @@ def test_the_ranks_batches_together_are_the_single_process_batches(shards, kind)
     single = list(iterate_batches(dataset(), 6, num_workers=workers))
     ranks = [dataset(rank=r, world_size=2) for r in (0, 1)]
     per_rank = [list(iterate_batches(ds, 3, num_workers=workers)) for ds in ranks]
-    assert len(per_rank[0]) == len(per_rank[1]) == len(single) == batches_per_epoch(ranks[0], 3, workers) == 2
+    assert (
+        len(per_rank[0])
+        == len(per_rank[1])
+        == len(single)
+        == batches_per_epoch(ranks[0], 3, workers)
+        == 2
+    )
     assert sorted(len(L) for L, _ in per_rank[0] + per_rank[1]) == [2, 3, 3, 3]
     for step, (L, ab) in enumerate(single):
         torch.testing.assert_close(torch.cat([p[step][0] for p in per_rank]), L, rtol=0, atol=0)
@@ -140,29 +171,50 @@ def test_the_ranks_batches_together_are_the_single_process_batches(shards, kind)
 
 def test_a_training_in_one_process_that_asks_for_two_says_how_to_start_it(shards, tmp_path):
     model_cfg, train_cfg = split_settings({**SETTINGS, "gpus": 2})
-    with pytest.raises(ValueError, match=r"gpus: 2, but 1 process.*torchrun --nproc_per_node=2 -m colorize.train"):
-        train(model_cfg, train_cfg, shards["train"], shards["val"], tmp_path / "out", progress=False)
+    with pytest.raises(
+        ValueError, match=r"gpus: 2, but 1 process.*torchrun --nproc_per_node=2 -m colorize.train"
+    ):
+        train(
+            model_cfg, train_cfg, shards["train"], shards["val"], tmp_path / "out", progress=False
+        )
 
 
 # --- real torchrun runs ----------------------------------------------------------------------
 
 
-def test_the_workflow_script_trains_on_two_processes_as_one_with_their_global_batch(shards, tmp_path):
+def test_the_workflow_script_trains_on_two_processes_as_one_with_their_global_batch(
+    shards, tmp_path
+):
     """gpus: 2 -> the script starts torchrun; both ranks log to the job's log; the result is
     one process's with batch 3 x 2 (streaming, 2 reader processes per rank: global batches of
     6 and 5, one per shard, the 5 shared 2 + 3)."""
     settings = {**SETTINGS, "batch_size": 3, "gpus": 2}
     out = tmp_path / "results" / "models" / "tiny"
-    outputs = Bag(checkpoint=str(out / "checkpoint.pt"), best=str(out / "best.pt"),
-                  history=str(out / "history.tsv"), curve=str(out / "loss_curve.png"))
-    smk = Bag(input=Bag(train=[str(p) for p in shards["train"]], val=[str(p) for p in shards["val"]]),
-              output=outputs, params=Bag(model=settings), config={"runtime": {"num_workers": 2}},
-              wildcards=Bag(model="tiny", dataset="tiny"), log=[str(tmp_path / "train.log")], threads=2)
+    outputs = Bag(
+        checkpoint=str(out / "checkpoint.pt"),
+        best=str(out / "best.pt"),
+        history=str(out / "history.tsv"),
+        curve=str(out / "loss_curve.png"),
+    )
+    smk = Bag(
+        input=Bag(train=[str(p) for p in shards["train"]], val=[str(p) for p in shards["val"]]),
+        output=outputs,
+        params=Bag(model=settings),
+        config={"runtime": {"num_workers": 2}},
+        wildcards=Bag(model="tiny", dataset="tiny"),
+        log=[str(tmp_path / "train.log")],
+        threads=2,
+    )
     with kept_logging():
         runpy.run_path(str(SCRIPT), init_globals={"snakemake": smk}, run_name="__main__")
     log = Path(smk.log[0]).read_text()
-    assert re.search(r"rank 0/2 on cpu \(gloo backend\)", log) and re.search(r"rank 1/2 on cpu \(gloo backend\)", log)
-    assert "rank 0/2 colorize.train INFO: epoch 3/3" in log and "rank 1/2 colorize.train INFO" not in log
+    assert re.search(r"rank 0/2 on cpu \(gloo backend\)", log) and re.search(
+        r"rank 1/2 on cpu \(gloo backend\)", log
+    )
+    assert (
+        "rank 0/2 colorize.train INFO: epoch 3/3" in log
+        and "rank 1/2 colorize.train INFO" not in log
+    )
     assert all(Path(p).stat().st_size > 0 for p in outputs.values())
     ckpt = torch.load(outputs.checkpoint, weights_only=True)
     assert ckpt["train_config"]["gpus"] == 2 and ckpt["card"]["processes"] == 2
@@ -177,7 +229,9 @@ def test_a_killed_run_takes_its_processes_and_resumes_where_it_stopped(shards, t
     the rerun continues after the saved epoch and ends where an uninterrupted run does."""
     settings = {**SETTINGS, "batch_size": 2, "gpus": 2, "in_memory": True}
     out = tmp_path / "ddp"
-    cmd = torchrun_command(2, "colorize.train", entry_args({**settings, "epochs": 100000}, shards, out))
+    cmd = torchrun_command(
+        2, "colorize.train", entry_args({**settings, "epochs": 100000}, shards, out)
+    )
     with open(tmp_path / "killed.log", "w") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
@@ -189,7 +243,9 @@ def test_a_killed_run_takes_its_processes_and_resumes_where_it_stopped(shards, t
         ranks = children(proc.pid)
         time.sleep(0.3)  # a few more epochs: the kill may land mid-epoch or mid-save
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the launcher and nothing else: its processes have their own sessions
+        os.killpg(
+            proc.pid, signal.SIGKILL
+        )  # the launcher and nothing else: its processes have their own sessions
         proc.wait()
     assert len(ranks) == 2, ranks
     deadline = time.monotonic() + 30
@@ -199,9 +255,14 @@ def test_a_killed_run_takes_its_processes_and_resumes_where_it_stopped(shards, t
     killed = torch.load(out / "checkpoint.pt", weights_only=True)
     done = killed["epoch"]
 
-    rerun = subprocess.run(torchrun_command(2, "colorize.train", entry_args({**settings, "epochs": done + 1}, shards,
-                                                                           out)),
-                           capture_output=True, text=True, timeout=STARTUP_S + 120)
+    rerun = subprocess.run(
+        torchrun_command(
+            2, "colorize.train", entry_args({**settings, "epochs": done + 1}, shards, out)
+        ),
+        capture_output=True,
+        text=True,
+        timeout=STARTUP_S + 120,
+    )
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"continuing at epoch {done + 1}" in rerun.stderr
     resumed = torch.load(out / "checkpoint.pt", weights_only=True)
@@ -226,13 +287,27 @@ def test_two_launchers_rendezvous_as_two_nodes_would(shards, tmp_path):
     out, port = tmp_path / "nodes", free_port()
     launchers = []
     for node in (0, 1):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node_rank={node}",
-               "--nproc_per_node=1", "--master_addr=127.0.0.1", f"--master_port={port}",
-               "-m", "colorize.train", *entry_args(settings, shards, out)]
-        launchers.append(subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nnodes=2",
+            f"--node_rank={node}",
+            "--nproc_per_node=1",
+            "--master_addr=127.0.0.1",
+            f"--master_port={port}",
+            "-m",
+            "colorize.train",
+            *entry_args(settings, shards, out),
+        ]
+        launchers.append(
+            subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        )
     logs = [p.communicate(timeout=STARTUP_S + 120)[1] for p in launchers]
     assert [p.returncode for p in launchers] == [0, 0], "\n".join(logs)
-    assert "rank 0/2 on cpu (gloo backend)" in logs[0] and "rank 1/2 on cpu (gloo backend)" in logs[1]
+    assert (
+        "rank 0/2 on cpu (gloo backend)" in logs[0] and "rank 1/2 on cpu (gloo backend)" in logs[1]
+    )
 
     single_process(settings, shards, tmp_path / "single")
     assert_same_training(out / "checkpoint.pt", tmp_path / "single" / "checkpoint.pt")
@@ -245,7 +320,9 @@ SLURM_TIMEOUT_S = 900
 
 @pytest.mark.slurm
 @pytest.mark.slow
-def test_a_two_gpu_model_trains_as_one_slurm_job_with_both_gpus_and_both_ranks(slurm_cluster, tmp_path, monkeypatch):
+def test_a_two_gpu_model_trains_as_one_slurm_job_with_both_gpus_and_both_ranks(
+    slurm_cluster, tmp_path, monkeypatch
+):
     """profiles/slurm + slurm-local, a model with gpus: 2: its train job is one SLURM job that
     SLURM gives 2 GPUs (gres/gpu=2 in sacct's AllocTRES), one task that starts torchrun, and
     the job's log shows both ranks (on the local cluster's fake GPUs torch finds no CUDA: gloo)."""
@@ -256,11 +333,34 @@ def test_a_two_gpu_model_trains_as_one_slurm_job_with_both_gpus_and_both_ranks(s
     config["models"] = {"unet": {**config["models"]["unet"], "gpus": 2}}
     write_config(work, config)
     target = "results/tiny/models/unet/checkpoint.pt"
-    cmd = ["timeout", "-s", "INT", "-k", "30", str(SLURM_TIMEOUT_S), sys.executable, "-m", "snakemake",
-           "--profile", str(REPO / "profiles/slurm"), "--profile", str(REPO / "profiles/slurm-local"),
-           "--workflow-profile", "none", target, "--configfile", "config.yaml"]
-    proc = subprocess.run(cmd, cwd=work, env=slurm_cluster.env(), capture_output=True, text=True,
-                          timeout=SLURM_TIMEOUT_S + 60)
+    cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "30",
+        str(SLURM_TIMEOUT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(REPO / "profiles/slurm"),
+        "--profile",
+        str(REPO / "profiles/slurm-local"),
+        "--workflow-profile",
+        "none",
+        target,
+        "--configfile",
+        "config.yaml",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=work,
+        env=slurm_cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=SLURM_TIMEOUT_S + 60,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-8000:]
 
@@ -273,6 +373,8 @@ def test_a_two_gpu_model_trains_as_one_slurm_job_with_both_gpus_and_both_ranks(s
 
     train_log = (work / "results/tiny/logs/train/unet.log").read_text()
     for rank in (0, 1):
-        assert re.search(rf"rank {rank}/2 on \S+ \((gloo|nccl) backend\)", train_log), train_log[-4000:]
+        assert re.search(rf"rank {rank}/2 on \S+ \((gloo|nccl) backend\)", train_log), train_log[
+            -4000:
+        ]
     history = torch.load(work / target, weights_only=True)["history"]
     assert [r["epoch"] for r in history] == [1, 2]

@@ -14,7 +14,14 @@ import zipfile
 import pytest
 
 from colorize.archive import UnsafeArchiveError
-from colorize.download import AcquiredFile, ChecksumError, DownloadError, acquire, fetch, url_basename
+from colorize.download import (
+    AcquiredFile,
+    ChecksumError,
+    DownloadError,
+    acquire,
+    fetch,
+    url_basename,
+)
 
 FAST = {"backoff": 0.01, "timeout": 5, "progress": False}  # tiny waits between retries
 PAYLOAD = random.Random(0).randbytes(300_000)
@@ -51,7 +58,9 @@ def sha(data: bytes) -> str:
 def test_fetch_downloads_and_checks_sha256(http_server, tmp_path):
     url = http_server.add_file("data/blob.bin", PAYLOAD)
     dest = tmp_path / "out" / "blob.bin"
-    assert fetch(url, dest, PAYLOAD_SHA.upper(), progress=True) == dest  # the progress bar goes to stderr
+    assert (
+        fetch(url, dest, PAYLOAD_SHA.upper(), progress=True) == dest
+    )  # the progress bar goes to stderr
     assert dest.read_bytes() == PAYLOAD
     assert sorted(p.name for p in dest.parent.iterdir()) == ["blob.bin"]  # no .part left
     assert http_server.count("/data/blob.bin") == 1
@@ -87,7 +96,10 @@ def test_restarts_when_the_server_ignores_range(http_server, tmp_path):
     http_server.ignore_range("/blob.bin")
     dest = fetch(url, tmp_path / "blob.bin", PAYLOAD_SHA, **FAST)
     assert dest.read_bytes() == PAYLOAD  # not the first 100 kB twice
-    assert [r.headers.get("Range") for r in http_server.requests_for("/blob.bin")] == [None, "bytes=100000-"]
+    assert [r.headers.get("Range") for r in http_server.requests_for("/blob.bin")] == [
+        None,
+        "bytes=100000-",
+    ]
 
 
 def test_keeps_resuming_while_each_attempt_brings_bytes(http_server, tmp_path):
@@ -207,18 +219,20 @@ def test_acquire_url_list(http_server, tmp_path, caplog):
         "checked": http_server.add_file("set2/d.png", PNG),
         "bad sum": http_server.add_file("set2/e.png", PNG),
     }
-    listing = "\n".join([
-        "# photos for the test",
-        urls["a"],
-        "",
-        urls["b"],
-        "   set2/c.png   ",  # relative to the list's URL
-        base + "missing.jpg",
-        f"{urls['checked']}  {sha(PNG)}",
-        f"{urls['bad sum']}\t{'f' * 64}",
-        "one two three",
-        urls["a"],  # listed again: fetched once
-    ])
+    listing = "\n".join(
+        [
+            "# photos for the test",
+            urls["a"],
+            "",
+            urls["b"],
+            "   set2/c.png   ",  # relative to the list's URL
+            base + "missing.jpg",
+            f"{urls['checked']}  {sha(PNG)}",
+            f"{urls['bad sum']}\t{'f' * 64}",
+            "one two three",
+            urls["a"],  # listed again: fetched once
+        ]
+    )
     list_url = http_server.add_file("photos.txt", listing.encode())
     raw = tmp_path / "raw"
     records = acquire(list_url, raw, sha256=sha(listing.encode()), **FAST)
@@ -255,8 +269,9 @@ def test_acquire_recognises_content_without_a_suffix(http_server, tmp_path):
     raw = tmp_path / "raw"
     zip_url = http_server.add_file("get", zip_bytes({"a.jpg": JPEG}))
     image_url = http_server.add_file("image", PNG, content_type="application/octet-stream")
-    list_url = http_server.add_file("urls", http_server.url("p.png").encode(),
-                                    content_type="text/plain; charset=utf-8")
+    list_url = http_server.add_file(
+        "urls", http_server.url("p.png").encode(), content_type="text/plain; charset=utf-8"
+    )
     http_server.add_file("p.png", PNG)
     assert acquire(zip_url + "?id=7", raw, **FAST) == [AcquiredFile(zip_url + "?id=7", "a.jpg")]
     assert acquire(image_url, raw, **FAST) == [AcquiredFile(image_url, "image.png")]
@@ -269,7 +284,10 @@ def test_errors_survive_pickling():
     err = pickle.loads(pickle.dumps(DownloadError("boom", url="http://x/y", status=503)))
     assert (str(err), err.url, err.status) == ("boom", "http://x/y", 503)
     unsafe = pickle.loads(pickle.dumps(UnsafeArchiveError("a.zip", "../x", "'..' in the path")))
-    assert (unsafe.member, str(unsafe)) == ("../x", "refusing to extract a.zip: member '../x': '..' in the path")
+    assert (unsafe.member, str(unsafe)) == (
+        "../x",
+        "refusing to extract a.zip: member '../x': '..' in the path",
+    )
 
 
 def test_url_basename():

@@ -11,8 +11,13 @@ from PIL import Image
 from torch import nn
 
 from colorize.colorspace import lab_to_rgb, normalize_ab, rgb_to_lab
-from colorize.evaluate import (EXCLUDED_COLUMNS, comparison_grid, evaluate_folder, evaluate_folder_checkpoint,
-                               evaluate_shards)
+from colorize.evaluate import (
+    EXCLUDED_COLUMNS,
+    comparison_grid,
+    evaluate_folder,
+    evaluate_folder_checkpoint,
+    evaluate_shards,
+)
 from colorize.metrics import GRAY, PER_IMAGE_COLUMNS, PSNR_CAP, SUMMARY_COLUMNS
 from colorize.plots import select_indices
 from colorize.preprocess import PreprocessConfig, build_shard
@@ -52,10 +57,14 @@ class OracleModel(nn.Module):
         for path in shards:
             sh = read_shard(path)
             for L, ab in zip(sh.L, sh.ab):
-                self.table[L.tobytes()] = normalize_ab(ab.astype(np.float32))  # keyed by the stored float16 L
+                self.table[L.tobytes()] = normalize_ab(
+                    ab.astype(np.float32)
+                )  # keyed by the stored float16 L
 
     def forward(self, x):
-        L = (x[:, 0].numpy() * 50 + 50).astype(np.float16)  # denormalised, rounds back to the stored L
+        L = (x[:, 0].numpy() * 50 + 50).astype(
+            np.float16
+        )  # denormalised, rounds back to the stored L
         return torch.from_numpy(np.stack([self.table[li.tobytes()] for li in L]))
 
     def ab_from_output(self, out):
@@ -66,13 +75,20 @@ def shard_images(shards) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for path in shards:
         sh = read_shard(path)
-        out.update({rel: (L.astype(np.float32), ab.astype(np.float32)) for rel, L, ab in zip(sh.relpath, sh.L, sh.ab)})
+        out.update(
+            {
+                rel: (L.astype(np.float32), ab.astype(np.float32))
+                for rel, L, ab in zip(sh.relpath, sh.L, sh.ab)
+            }
+        )
     return out
 
 
 def test_evaluate_shards_model_and_gray_baseline(eval_shards, tmp_path):
     per_image, summary_path = tmp_path / "per_image.tsv", tmp_path / "summary.tsv"
-    rows, summary = evaluate_shards(tiny_model(), eval_shards, per_image, summary_path, method="unet", batch_size=2)
+    rows, summary = evaluate_shards(
+        tiny_model(), eval_shards, per_image, summary_path, method="unet", batch_size=2
+    )
     assert len(rows) == 12
     table = read_tsv(per_image)
     assert list(table[0]) == list(PER_IMAGE_COLUMNS)
@@ -84,35 +100,55 @@ def test_evaluate_shards_model_and_gray_baseline(eval_shards, tmp_path):
             L, ab = images[r["image"]]
             true, gray = lab_to_rgb(L, ab), lab_to_rgb(L, np.zeros_like(ab))
             assert r["chroma_pred"] == 0.0 and r["colorfulness_pred"] == 0.0
-            assert r["psnr"] == pytest.approx(10 * math.log10(255**2 / np.mean((gray.astype(float) - true) ** 2)))
+            assert r["psnr"] == pytest.approx(
+                10 * math.log10(255**2 / np.mean((gray.astype(float) - true) ** 2))
+            )
             assert r["chroma_true"] > 5 and r["colorfulness_true"] > 5
 
     sm = {r["method"]: r for r in read_tsv(summary_path)}
     assert list(read_tsv(summary_path)[0]) == list(SUMMARY_COLUMNS)
     assert int(sm["unet"]["n_images"]) == int(sm[GRAY]["n_images"]) == 6
     mean = {m: np.mean([r["psnr"] for r in rows if r["method"] == m]) for m in ("unet", GRAY)}
-    assert float(sm["unet"]["psnr_minus_gray"]) == pytest.approx(mean["unet"] - mean[GRAY], abs=1e-4)
+    assert float(sm["unet"]["psnr_minus_gray"]) == pytest.approx(
+        mean["unet"] - mean[GRAY], abs=1e-4
+    )
     assert float(sm[GRAY]["psnr_minus_gray"]) == 0.0
     assert summary[0]["method"] == "unet"
 
 
 def test_a_perfect_model_scores_perfectly(eval_shards):
-    rows, summary = evaluate_shards(OracleModel(eval_shards), eval_shards, method="oracle", batch_size=4)
+    rows, summary = evaluate_shards(
+        OracleModel(eval_shards), eval_shards, method="oracle", batch_size=4
+    )
     best = summary[0]
-    assert best["method"] == "oracle" and best["psnr"] == PSNR_CAP and best["ssim"] == pytest.approx(1.0)
+    assert (
+        best["method"] == "oracle"
+        and best["psnr"] == PSNR_CAP
+        and best["ssim"] == pytest.approx(1.0)
+    )
     assert best["auc"] == pytest.approx(1.0) and best["psnr_minus_gray"] > 10
     assert best["chroma_pred"] == pytest.approx(best["chroma_true"])
 
 
 def test_comparison_grid(eval_shards, tmp_path):
-    assert select_indices(6, 4) == [0, 2, 3, 5] and select_indices(3, 10) == [0, 1, 2] and select_indices(0, 3) == []
+    assert (
+        select_indices(6, 4) == [0, 2, 3, 5]
+        and select_indices(3, 10) == [0, 1, 2]
+        and select_indices(0, 3) == []
+    )
     png = comparison_grid(
-        tiny_model(), eval_shards, tmp_path / "grid.png", n_rows=4, other_model=OracleModel(eval_shards),
+        tiny_model(),
+        eval_shards,
+        tmp_path / "grid.png",
+        n_rows=4,
+        other_model=OracleModel(eval_shards),
         other_label="Oracle",
     )
     with Image.open(png) as im:
         w, h = im.size
-    assert w == 4 * 2 * 128 and h > w  # 4 columns of 2-inch tiles at 128 dpi; 4 rows plus the titles
+    assert (
+        w == 4 * 2 * 128 and h > w
+    )  # 4 columns of 2-inch tiles at 128 dpi; 4 rows plus the titles
 
 
 # --- over a folder of photos ---------------------------------------------------------------------
@@ -153,7 +189,15 @@ def test_evaluate_folder_scores_like_a_shard_and_lists_excluded_files(folder, tm
     cfg = PreprocessConfig(image_size=SIZE, resize_policy="crop")
     manifest = [{"relpath": rel, "sha256": f"{i:064d}"} for i, rel in enumerate(good)]
     shard = tmp_path / "test-000.h5"
-    build_shard(manifest, [root / rel for rel in good], shard, tmp_path / "test-000.tsv", "test", cfg, progress=False)
+    build_shard(
+        manifest,
+        [root / rel for rel in good],
+        shard,
+        tmp_path / "test-000.tsv",
+        "test",
+        cfg,
+        progress=False,
+    )
     shard_rows, _ = evaluate_shards(tiny_model(), [shard], method="unet", batch_size=3)
     key = lambda r: (r["method"], r["image"])  # noqa: E731
     for a, b in zip(sorted(rows, key=key), sorted(shard_rows, key=key)):
@@ -164,13 +208,20 @@ def test_evaluate_folder_scores_like_a_shard_and_lists_excluded_files(folder, tm
 
 def test_evaluate_folder_of_only_bad_files_and_a_missing_folder(tmp_path):
     make_bad_images(tmp_path / "bad")
-    rows, summary, excluded = evaluate_folder(tiny_model(), tmp_path / "bad", PreprocessConfig(image_size=SIZE), summary_path=tmp_path / "s.tsv")
+    rows, summary, excluded = evaluate_folder(
+        tiny_model(),
+        tmp_path / "bad",
+        PreprocessConfig(image_size=SIZE),
+        summary_path=tmp_path / "s.tsv",
+    )
     assert rows == [] and summary == [] and len(excluded) > 5
     assert read_tsv(tmp_path / "s.tsv") == []  # header only
     with pytest.raises(FileNotFoundError, match="does not exist"):
         evaluate_folder(tiny_model(), tmp_path / "nowhere", PreprocessConfig(image_size=SIZE))
     with pytest.raises(ValueError, match="reserved"):
-        evaluate_folder(tiny_model(), tmp_path / "bad", PreprocessConfig(image_size=SIZE), method=GRAY)
+        evaluate_folder(
+            tiny_model(), tmp_path / "bad", PreprocessConfig(image_size=SIZE), method=GRAY
+        )
 
 
 def test_evaluate_folder_checkpoint_uses_the_checkpoints_size(folder, tmp_path):
@@ -182,7 +233,12 @@ def test_evaluate_folder_checkpoint_uses_the_checkpoints_size(folder, tmp_path):
             "model": model.state_dict()}  # fmt: skip
     torch.save(ckpt, tmp_path / "best.pt")
     summary = evaluate_folder_checkpoint(
-        tmp_path / "best.pt", root, tmp_path / "p.tsv", tmp_path / "s.tsv", tmp_path / "e.tsv", device="cpu"
+        tmp_path / "best.pt",
+        root,
+        tmp_path / "p.tsv",
+        tmp_path / "s.tsv",
+        tmp_path / "e.tsv",
+        device="cpu",
     )
     assert summary[0]["method"] == "model" and summary[0]["n_images"] == len(good)
 
@@ -210,7 +266,9 @@ def test_workflow_evaluates_every_model_on_every_eval_set(tmp_path):
     summary = {r["method"]: r for r in read_tsv(out / "summary.tsv")}
     assert int(summary["zh"]["n_images"]) == int(summary[GRAY]["n_images"]) == 3
     excluded = {r["image"]: r["reason"] for r in read_tsv(out / "excluded.tsv")}
-    assert set(excluded) == {"broken.jpg", "gray.png"} and excluded["gray.png"].startswith("grayscale")
+    assert set(excluded) == {"broken.jpg", "gray.png"} and excluded["gray.png"].startswith(
+        "grayscale"
+    )
     assert len(read_tsv(out / "per_image.tsv")) == 6
     assert (work / "results/tiny/models/zh/train_state/ab_prior.pt").exists()
     assert planned_jobs(work) == {}

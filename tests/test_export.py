@@ -25,18 +25,31 @@ def torch_ab(model, x: torch.Tensor) -> torch.Tensor:
         return model.ab_from_output(model(x))
 
 
-@pytest.mark.parametrize("cfg", [TINY_UNET, ModelConfig(arch="unet", base_channels=4, depth=2, loss="zhang"),
-                                 ModelConfig(arch="seed_ae")], ids=["unet-mse", "unet-zhang", "seed_ae"])
+@pytest.mark.parametrize(
+    "cfg",
+    [
+        TINY_UNET,
+        ModelConfig(arch="unet", base_channels=4, depth=2, loss="zhang"),
+        ModelConfig(arch="seed_ae"),
+    ],
+    ids=["unet-mse", "unet-zhang", "seed_ae"],
+)
 def test_onnxruntime_equals_pytorch_at_two_sizes_and_batches(cfg, tmp_path):
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    path = export_onnx(model, {"image_size": 48, "model_config": cfg.to_dict()}, tmp_path / "m.onnx")
+    path = export_onnx(
+        model, {"image_size": 48, "model_config": cfg.to_dict()}, tmp_path / "m.onnx"
+    )
     proto = onnx.load(str(path))
     assert proto.opset_import[0].version == OPSET
     meta = {p.key: p.value for p in proto.metadata_props}
     assert meta["image_size"] == "48" and meta["size_multiple"] == str(model.size_multiple)
     ort_model = OnnxModel(path)
-    for shape in [(2, 1, 48, 48), (1, 1, 37, 61), (3, 1, 64, 40)]:  # dynamic batch; sizes the network must pad
+    for shape in [
+        (2, 1, 48, 48),
+        (1, 1, 37, 61),
+        (3, 1, 64, 40),
+    ]:  # dynamic batch; sizes the network must pad
         x = torch.rand(*shape) * 2 - 1
         out = ort_model(x)
         assert out.shape == (shape[0], 2, *shape[2:])
@@ -68,7 +81,23 @@ def test_export_and_predict_through_the_command_line(tmp_path, capsys):
     names = make_good_images(photos, n=3, size=(50, 70))
     for flag, out in (("pt", tmp_path / "out_pt"), ("onnx", tmp_path / "out_onnx")):
         src = ckpt if flag == "pt" else onnx_path
-        assert main(["predict", "--model", str(src), "--size", "32", "-r", "-o", str(out), "-q", str(photos)]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    "--model",
+                    str(src),
+                    "--size",
+                    "32",
+                    "-r",
+                    "-o",
+                    str(out),
+                    "-q",
+                    str(photos),
+                ]
+            )
+            == 0
+        )
     for name in names:
         a = np.asarray(Image.open(tmp_path / "out_pt" / name).convert("RGB"), dtype=np.int16)
         b = np.asarray(Image.open(tmp_path / "out_onnx" / name).convert("RGB"), dtype=np.int16)
@@ -78,7 +107,18 @@ def test_export_and_predict_through_the_command_line(tmp_path, capsys):
     assert main(["info", str(onnx_path)]) == 0
     assert "architecture" in capsys.readouterr().out
     with pytest.raises(SystemExit) as e:
-        main(["predict", "--model", str(onnx_path), "--chroma-gain", "1.2", "-o", str(tmp_path / "x"), str(photos)])
+        main(
+            [
+                "predict",
+                "--model",
+                str(onnx_path),
+                "--chroma-gain",
+                "1.2",
+                "-o",
+                str(tmp_path / "x"),
+                str(photos),
+            ]
+        )
     assert e.value.code == 2 and "ONNX model" in capsys.readouterr().err
 
 
@@ -87,8 +127,8 @@ def test_onnx_model_drives_the_shared_prediction_code(tmp_path):
     onnx_model, info = load_model(export_onnx(model, {"image_size": 32}, tmp_path / "m.onnx"))
     assert info["image_size"] == 32 and info["format"] == "onnx"
     rgb = (np.random.default_rng(0).random((45, 60, 3)) * 255).astype(np.uint8)
-    a, = colorize_arrays(model, [rgb], size=32)
-    b, = colorize_arrays(onnx_model, [rgb], size=32)
+    (a,) = colorize_arrays(model, [rgb], size=32)
+    (b,) = colorize_arrays(onnx_model, [rgb], size=32)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
 
 
@@ -110,9 +150,12 @@ def test_a_valid_onnx_file_of_another_model_is_refused_at_load(tmp_path, capsys,
 
     names = ("x", "y") if kind == "other_names" else ("L_norm", "ab_norm")
     node = helper.make_node("Concat", [names[0], names[0]], [names[1]], axis=1)
-    graph = helper.make_graph([node], "other", [helper.make_tensor_value_info(names[0], TensorProto.FLOAT,
-                                                                              ["B", 1, "H", "W"])],
-                              [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, ["B", 2, "H", "W"])])
+    graph = helper.make_graph(
+        [node],
+        "other",
+        [helper.make_tensor_value_info(names[0], TensorProto.FLOAT, ["B", 1, "H", "W"])],
+        [helper.make_tensor_value_info(names[1], TensorProto.FLOAT, ["B", 2, "H", "W"])],
+    )
     other = tmp_path / "other.onnx"
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(other))
     photos = tmp_path / "photos"
@@ -122,5 +165,9 @@ def test_a_valid_onnx_file_of_another_model_is_refused_at_load(tmp_path, capsys,
         main(["predict", "--model", str(other), "-o", str(tmp_path / "out"), str(photos)])
     err = capsys.readouterr().err
     assert e.value.code == 2 and "other.onnx" in err
-    assert ("needs input 'L_norm'" in err and "'x'" in err) if kind == "other_names" else "metadata" in err
+    assert (
+        ("needs input 'L_norm'" in err and "'x'" in err)
+        if kind == "other_names"
+        else "metadata" in err
+    )
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.png"))

@@ -36,7 +36,9 @@ def test_the_temporary_name_is_hidden_beside_the_output_with_its_extension(tmp_p
     out = tmp_path / "grid.png"
     tmp = temp_path(out)
     assert tmp.parent == out.parent  # same folder, so the rename is atomic (one file system)
-    assert tmp.name.startswith(".") and tmp.name.endswith(f".tmp{os.getpid()}.png")  # hidden; per process; .png
+    assert tmp.name.startswith(".") and tmp.name.endswith(
+        f".tmp{os.getpid()}.png"
+    )  # hidden; per process; .png
     assert len(tmp.name) < 40  # short whatever the name's length (issue 21)
     assert temp_path(tmp_path / "a.tar.gz").name.endswith(f".tmp{os.getpid()}.gz")
     assert temp_path(tmp_path / "a.png") != tmp  # one per file

@@ -23,7 +23,9 @@ COLORIZE = Path(sys.executable).with_name("colorize")
 
 def run(*args) -> subprocess.CompletedProcess:
     env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
-    return subprocess.run([str(COLORIZE), *map(str, args)], capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(
+        [str(COLORIZE), *map(str, args)], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 def save_photo(path: Path, seed: int = 0) -> Path:
@@ -101,7 +103,9 @@ def test_a_rerun_removes_the_partial_temporary_of_a_killed_run(tmp_path, checkpo
     save_photo(q / "good.png")
     out = tmp_path / "out"
     out.mkdir()
-    dead = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True).stdout.strip()  # a pid now gone
+    dead = subprocess.run(
+        ["sh", "-c", "echo $$"], capture_output=True, text=True
+    ).stdout.strip()  # a pid now gone
     stale = out / f".good.tmp{dead}.png"  # the name a writer killed mid-write left
     stale.write_bytes(b"\x89PNG partial")
     live = out / f".other.tmp{os.getppid()}.png"  # a live process's temporary: left alone

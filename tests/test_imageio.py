@@ -11,8 +11,15 @@ import pytest
 from PIL import Image
 
 from colorize.colorspace import rgb_to_lab
-from colorize.imageio import (ImageDecodeError, _jpeg_header, decode_rgb, jpeg_reduction, load_image, read_header,
-                              read_rgb)
+from colorize.imageio import (
+    ImageDecodeError,
+    _jpeg_header,
+    decode_rgb,
+    jpeg_reduction,
+    load_image,
+    read_header,
+    read_rgb,
+)
 from colorize.preprocess import PreprocessConfig, prepare_image, resize_square
 from helpers import colour_photo, gradient_photo, make_odd_but_good_images, save, smooth_image
 
@@ -37,7 +44,9 @@ def test_odd_encodings_decode_to_colour(tmp_path):
         assert np.sqrt(lab[..., 1] ** 2 + lab[..., 2] ** 2).mean() > 3, name
     # 16-bit keeps its tone (scaled by 257, not clipped)
     deep = decode_rgb(tmp_path / "deep16.png")
-    np.testing.assert_allclose(deep.astype(int), colour_photo(96, 128, seed=203).astype(int), atol=1)
+    np.testing.assert_allclose(
+        deep.astype(int), colour_photo(96, 128, seed=203).astype(int), atol=1
+    )
     # transparent pixels are composited on white, not black
     Image.fromarray(np.zeros((40, 40, 4), np.uint8), "RGBA").save(tmp_path / "clear.png")
     assert decode_rgb(tmp_path / "clear.png").min() == 255
@@ -94,7 +103,9 @@ def test_read_rgb_odd_formats(tmp_path):
 
 def test_read_rgb_refuses_bad_files_with_reasons(tmp_path, monkeypatch):
     jpeg, png = io.BytesIO(), io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), np.uint8)).save(jpeg, format="JPEG")
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (200, 300, 3), np.uint8)).save(
+        jpeg, format="JPEG"
+    )
     Image.fromarray(smooth_image(200, 300)).save(png, format="PNG")
     cases = {
         "empty.png": (b"", "empty"),
@@ -116,7 +127,9 @@ def test_read_rgb_refuses_bad_files_with_reasons(tmp_path, monkeypatch):
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded a refused image"))
     with pytest.raises(ImageDecodeError, match=r"too many pixels \(120x100"):
         read_rgb(big, max_pixels=10_000)
-    assert Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > 0  # Pillow's guard is restored
+    assert (
+        Image.MAX_IMAGE_PIXELS is None or Image.MAX_IMAGE_PIXELS > 0
+    )  # Pillow's guard is restored
 
 
 # --- the fast paths: reduced-size JPEG decode, the JPEG header read from its markers ------------
@@ -142,7 +155,9 @@ def _exif(orientation: int, order: str) -> bytes:
 
 
 @pytest.mark.fast_path
-@pytest.mark.parametrize("case", ["plain", "gray", "progressive", "exif6_II", "exif8_MM", "cmyk", "cut"])
+@pytest.mark.parametrize(
+    "case", ["plain", "gray", "progressive", "exif6_II", "exif8_MM", "cmyk", "cut"]
+)
 def test_jpeg_header_fast_path_agrees_with_pil(tmp_path, case):
     rgb = gradient_photo(40, 64)
     buf = io.BytesIO()
@@ -191,23 +206,56 @@ def matrix_profile(red, green, blue, gamma: float, name: str) -> bytes:
 
     curve = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
     text = name.encode("ascii") + b"\0"
-    desc = b"desc" + b"\0" * 4 + struct.pack(">I", len(text)) + text + b"\0" * 8 + b"\0\0\0" + b"\0" * 67
-    tags = [(b"desc", desc), (b"wtpt", xyz(0.9642, 1.0, 0.8249)), (b"rXYZ", xyz(*red)), (b"gXYZ", xyz(*green)),
-            (b"bXYZ", xyz(*blue)), (b"rTRC", curve), (b"gTRC", curve), (b"bTRC", curve)]
+    desc = (
+        b"desc"
+        + b"\0" * 4
+        + struct.pack(">I", len(text))
+        + text
+        + b"\0" * 8
+        + b"\0\0\0"
+        + b"\0" * 67
+    )
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(*red)),
+        (b"gXYZ", xyz(*green)),
+        (b"bXYZ", xyz(*blue)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
     offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
     for sig, body in tags:
         body += b"\0" * (-len(body) % 4)
         table += sig + struct.pack(">II", offset + len(data), len(body))
         data += body
     size = offset + len(data)
-    header = (struct.pack(">I", size) + b"lcms" + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp"
-              + b"\0" * 24 + struct.pack(">I", 0) + s15(0.9642) + s15(1.0) + s15(0.8249) + b"\0" * 48)
+    header = (
+        struct.pack(">I", size)
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + b"\0" * 48
+    )
     assert len(header) == 128
     return header + struct.pack(">I", len(tags)) + table + data
 
 
-ADOBE_RGB = dict(red=(0.6097, 0.3111, 0.0195), green=(0.2053, 0.6257, 0.0609), blue=(0.1492, 0.0632, 0.7446),
-                 gamma=563 / 256, name="Adobe RGB (1998) test profile")
+ADOBE_RGB = dict(
+    red=(0.6097, 0.3111, 0.0195),
+    green=(0.2053, 0.6257, 0.0609),
+    blue=(0.1492, 0.0632, 0.7446),
+    gamma=563 / 256,
+    name="Adobe RGB (1998) test profile",
+)
 
 
 def saturated_photo():
@@ -232,11 +280,15 @@ def test_an_embedded_colour_profile_is_converted_to_srgb(tmp_path, ext):
     # what a colour-managed viewer shows: LittleCMS from the embedded profile to sRGB
     with Image.open(tagged) as im:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(im.info["icc_profile"]))
-        expected = np.asarray(ImageCms.profileToProfile(im.convert("RGB"), profile, ImageCms.createProfile("sRGB")))
+        expected = np.asarray(
+            ImageCms.profileToProfile(im.convert("RGB"), profile, ImageCms.createProfile("sRGB"))
+        )
     got = load_image(tagged)
     assert read_header(tagged).icc and not read_header(plain).icc
     assert np.abs(got.astype(int) - expected.astype(int)).max() <= 1
-    assert np.abs(got.astype(int) - as_stored.astype(int)).mean() > 5  # Adobe RGB's saturated red is not sRGB's
+    assert (
+        np.abs(got.astype(int) - as_stored.astype(int)).mean() > 5
+    )  # Adobe RGB's saturated red is not sRGB's
     assert np.array_equal(load_image(plain), as_stored if ext != ".jpg" else load_image(plain))
 
 
@@ -249,9 +301,12 @@ def test_photos_without_a_profile_or_with_srgb_keep_the_fast_decoder_and_their_b
     srgb_icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.fromarray(rgb).save(srgb, quality=95, icc_profile=srgb_icc)
     Image.fromarray(rgb).save(broken, quality=95, icc_profile=b"not a profile at all" * 10)
-    reference = cv2.cvtColor(cv2.imread(str(plain), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
-                             cv2.COLOR_BGR2RGB)
+    reference = cv2.cvtColor(
+        cv2.imread(str(plain), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION), cv2.COLOR_BGR2RGB
+    )
     assert np.array_equal(load_image(plain), reference)  # bit-identical: OpenCV's decode, untouched
     assert np.array_equal(load_image(srgb), reference)  # an sRGB profile changes nothing
-    assert np.array_equal(load_image(broken), reference)  # an unreadable profile is ignored, not fatal
+    assert np.array_equal(
+        load_image(broken), reference
+    )  # an unreadable profile is ignored, not fatal
     assert not read_header(srgb).icc and not read_header(broken).icc

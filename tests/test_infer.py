@@ -32,7 +32,9 @@ def test_colorize_files_keeps_relative_names_and_records_failures(tmp_path):
     assert names == ["a.jpg", "d.tif", "e.png", "sub/b.png", "sub/bad.png", "sub/deeper/c.gif"]
 
     out = tmp_path / "out"
-    results = colorize_files(tinted_model(), inputs, out, size=SIZE, batch_size=2, workers=2, progress=False)
+    results = colorize_files(
+        tinted_model(), inputs, out, size=SIZE, batch_size=2, workers=2, progress=False
+    )
     ok = {Path(r.output).relative_to(out).as_posix(): r for r in results if r.ok}
     assert sorted(ok) == ["a.jpg", "d.tif", "e.png", "sub/b.png", "sub/deeper/c.png"]  # gif -> png
     for rel, r in ok.items():
@@ -85,7 +87,9 @@ def test_plain_paths_with_root_and_name_clashes(tmp_path):
     assert not results[2].ok and "not under" in results[2].reason
     assert (tmp_path / "status.tsv").exists() and not (tmp_path / "out" / "status.tsv").exists()
     before = a.read_bytes()
-    (same,) = colorize_files(tinted_model(), [a], a.parent, size=SIZE, progress=False, status_path=tmp_path / "s2.tsv")
+    (same,) = colorize_files(
+        tinted_model(), [a], a.parent, size=SIZE, progress=False, status_path=tmp_path / "s2.tsv"
+    )
     assert not same.ok and "overwrite the input" in same.reason and a.read_bytes() == before
 
 
@@ -115,11 +119,22 @@ def test_outputs_equal_the_straightforward_pipeline(tmp_path, engine):
         fast_model = OnnxColorizer(SHIPPED_ONNX)
     else:
         fast_model = model
-    photos = {"astronaut.png": data.astronaut(), "coffee.png": data.coffee(), "chelsea.png": data.chelsea()}
+    photos = {
+        "astronaut.png": data.astronaut(),
+        "coffee.png": data.coffee(),
+        "chelsea.png": data.chelsea(),
+    }
     for name, rgb in photos.items():
         save(tmp_path / "in" / name, cv2.resize(rgb, (257, 183), interpolation=cv2.INTER_AREA))
-    results = colorize_files(fast_model, sorted((tmp_path / "in").iterdir()), tmp_path / "out", size=size,
-                             batch_size=2, workers=2, progress=False)
+    results = colorize_files(
+        fast_model,
+        sorted((tmp_path / "in").iterdir()),
+        tmp_path / "out",
+        size=size,
+        batch_size=2,
+        workers=2,
+        progress=False,
+    )
     assert all(r.ok for r in results)
     for name in photos:
         L = rgb_to_lab(read_rgb(tmp_path / "in" / name))[..., 0]

@@ -7,13 +7,21 @@ import numpy as np
 import pytest
 
 from colorize import colorspace
-from colorize.colorspace import _lightness_opencv, _lightness_table, lab_to_rgb, lightness, pack_lightness
+from colorize.colorspace import (
+    _lightness_opencv,
+    _lightness_table,
+    lab_to_rgb,
+    lightness,
+    pack_lightness,
+)
 from helpers import gradient_photo
 
 
 def every_colour() -> np.ndarray:
     """A 4096 x 4096 image holding each of the 2^24 colours once (bytes b, g, r of 0..2^24-1)."""
-    return np.ascontiguousarray(np.arange(1 << 24, dtype=np.uint32).view(np.uint8).reshape(4096, 4096, 4)[..., :3])
+    return np.ascontiguousarray(
+        np.arange(1 << 24, dtype=np.uint32).view(np.uint8).reshape(4096, 4096, 4)[..., :3]
+    )
 
 
 def test_the_lightness_table_is_opencvs_float_conversion_for_every_colour():
@@ -30,7 +38,9 @@ def test_a_table_that_disagrees_with_opencv_is_rebuilt_by_opencv(monkeypatch):
     """If another OpenCV interpolated otherwise, the sample check sees it and every colour is
     converted by OpenCV instead: the table stays OpenCV's."""
     kernels = colorspace._kernels()
-    monkeypatch.setattr(kernels, "fill_lightness_table", lambda grid, fixed, packed, table: table.fill(7))
+    monkeypatch.setattr(
+        kernels, "fill_lightness_table", lambda grid, fixed, packed, table: table.fill(7)
+    )
     _lightness_table.cache_clear()
     try:
         table = _lightness_table()
@@ -56,7 +66,9 @@ def test_srgb_levels_round_as_the_exact_curve():
     float64 except within 0.001 of a half level (float32 rounding), and never by more than 1."""
     from colorize.kernels import _row_levels
 
-    t = np.concatenate([np.linspace(0, 1, 2_000_001), np.geomspace(1e-7, 1, 200_001)]).astype(np.float32)
+    t = np.concatenate([np.linspace(0, 1, 2_000_001), np.geomspace(1e-7, 1, 200_001)]).astype(
+        np.float32
+    )
     t64 = t.astype(np.float64)
     exact = 255 * np.where(t64 <= 0.0031308, 12.92 * t64, 1.055 * t64 ** (1 / 2.4) - 0.055)
     got = np.empty(t.size, np.uint8)
@@ -73,11 +85,15 @@ def test_srgb_levels_round_as_the_exact_curve():
 def _photo_like(h: int, w: int, gain: float, seed: int):
     rng = np.random.default_rng(seed)
     L = colorspace.rgb_to_lab(gradient_photo(h, w, 3))[..., 0]
-    ab = cv2.GaussianBlur(rng.normal(0, 30, (max(2, h // 8), max(2, w // 8), 2)).astype(np.float32), (0, 0), 1.5)
+    ab = cv2.GaussianBlur(
+        rng.normal(0, 30, (max(2, h // 8), max(2, w // 8), 2)).astype(np.float32), (0, 0), 1.5
+    )
     return L, ab * gain
 
 
-@pytest.mark.parametrize("shape,gain", [((96, 128), 1.0), ((183, 257), 3.0), ((61, 37), 6.0), ((5, 3), 2.0)])
+@pytest.mark.parametrize(
+    "shape,gain", [((96, 128), 1.0), ((183, 257), 3.0), ((61, 37), 6.0), ((5, 3), 2.0)]
+)
 def test_the_loop_is_the_opencv_conversion_within_one_level(shape, gain):
     """Against the band-wise OpenCV conversion (engine "opencv") with the same gamut fit: within
     one level everywhere, equal almost everywhere, for small ab upsampled and for full-size ab,
@@ -89,8 +105,15 @@ def test_the_loop_is_the_opencv_conversion_within_one_level(shape, gain):
             ref = lab_to_rgb(L_in, ab_in, keep_lightness=True, engine="opencv")
             diff = np.abs(fast.astype(int) - ref.astype(int))
             assert diff.max() <= 1 and (diff > 0).mean() < 0.01
-            assert np.array_equal(lab_to_rgb(L_in, ab_in, keep_lightness=True, order="BGR"), fast[..., ::-1])
-            assert np.abs(colorspace.rgb_to_lab(fast)[..., 0] - colorspace.unpack_lightness(L_in)).max() <= 1.0
+            assert np.array_equal(
+                lab_to_rgb(L_in, ab_in, keep_lightness=True, order="BGR"), fast[..., ::-1]
+            )
+            assert (
+                np.abs(
+                    colorspace.rgb_to_lab(fast)[..., 0] - colorspace.unpack_lightness(L_in)
+                ).max()
+                <= 1.0
+            )
 
 
 def test_nan_and_infinite_predictions_come_out_gray_not_as_a_crash():
@@ -108,7 +131,12 @@ def test_nan_and_infinite_predictions_come_out_gray_not_as_a_crash():
 
 def test_unknown_engine_is_refused():
     with pytest.raises(ValueError, match="engine"):
-        lab_to_rgb(np.zeros((2, 2), np.float32), np.zeros((2, 2, 2), np.float32), keep_lightness=True, engine="gpu")
+        lab_to_rgb(
+            np.zeros((2, 2), np.float32),
+            np.zeros((2, 2, 2), np.float32),
+            keep_lightness=True,
+            engine="gpu",
+        )
 
 
 def test_the_tables_are_built_once_when_threads_ask_together(monkeypatch):

@@ -6,7 +6,15 @@ import os
 
 from PIL import Image
 
-from colorize.manifest import SCAN_COLUMNS, merge, reason_category, scan, shard_rows, summarize, walk
+from colorize.manifest import (
+    SCAN_COLUMNS,
+    merge,
+    reason_category,
+    scan,
+    shard_rows,
+    summarize,
+    walk,
+)
 from colorize.preprocess import PreprocessConfig, build_shard
 from colorize.shards import read_shard
 from colorize.tsv import read_tsv, write_tsv
@@ -15,10 +23,19 @@ from helpers import ODD_NAMES, make_bad_images, mkdirs, upright_photo
 
 def test_scan_shard_merge_summary(photo_dir, tmp_path):
     shards = {"train": 2, "val": 1, "test": 1}
-    rows = scan(photo_dir, val_fraction=0.2, test_fraction=0.2, shards=shards, max_pixels=50_000_000,
-                min_side=16, progress=False)
+    rows = scan(
+        photo_dir,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        shards=shards,
+        max_pixels=50_000_000,
+        min_side=16,
+        progress=False,
+    )
     by = {r["relpath"]: r for r in rows}
-    assert len(rows) == len({p for p in photo_dir.rglob("*") if p.is_file()})  # every file has a row
+    assert len(rows) == len(
+        {p for p in photo_dir.rglob("*") if p.is_file()}
+    )  # every file has a row
     assert by["zz_copy_of_good_01.jpg"]["status"] == "duplicate (same sha256 as good_01.jpg)"
     assert by["bad/bomb.png"]["status"].startswith("too many pixels")
     assert by["bad/readme.txt"]["status"].startswith("not an image file")
@@ -31,23 +48,34 @@ def test_scan_shard_merge_summary(photo_dir, tmp_path):
         for i in range(n):
             part = shard_rows(rows, split, f"{i:03d}")
             h5, tsv = tmp_path / f"{split}-{i:03d}.h5", tmp_path / f"{split}-{i:03d}.tsv"
-            counts = build_shard(part, [photo_dir / r["relpath"] for r in part], h5, tsv, split, cfg,
-                                 progress=False)
-            assert read_shard(h5).relpath == [r["relpath"] for r in read_tsv(tsv) if r["status"] == "ok"]
+            counts = build_shard(
+                part, [photo_dir / r["relpath"] for r in part], h5, tsv, split, cfg, progress=False
+            )
+            assert read_shard(h5).relpath == [
+                r["relpath"] for r in read_tsv(tsv) if r["status"] == "ok"
+            ]
             total_ok += counts["ok"]
             status_files.append(tsv)
     final = merge(rows, status_files)
     good = [r["relpath"] for r in final if r["status"] == "ok"]
     # every good image (plain and odd encodings) reached a shard; every bad one has its reason
     assert sorted(good) == sorted(
-        [f"{'sub/' if i % 3 == 0 else ''}good_{i:02d}{'.jpg' if i % 2 else '.png'}" for i in range(6)]
-        + [f"odd/{n}" for n in ["rgba.png", "palette.png", "cmyk.jpg", "deep16.png", "anim.gif", "pages.tif"]]
+        [
+            f"{'sub/' if i % 3 == 0 else ''}good_{i:02d}{'.jpg' if i % 2 else '.png'}"
+            for i in range(6)
+        ]
+        + [
+            f"odd/{n}"
+            for n in ["rgba.png", "palette.png", "cmyk.jpg", "deep16.png", "anim.gif", "pages.tif"]
+        ]
     )
     assert total_ok == len(good)
     expected_bad = make_bad_images(tmp_path / "expected")  # the same generator: name -> category
     fin = {r["relpath"]: r for r in final}
     for name, category in expected_bad.items():
-        assert reason_category(fin[f"bad/{name}"]["status"]).startswith(category), fin[f"bad/{name}"]
+        assert reason_category(fin[f"bad/{name}"]["status"]).startswith(category), fin[
+            f"bad/{name}"
+        ]
     summary = {(s["kind"], s["name"]): s["count"] for s in summarize(final)}
     assert summary[("total", "files")] == len(final)
     assert sum(summary[("split", s)] for s in ("train", "val", "test")) == len(good)
@@ -68,9 +96,17 @@ def test_include_patterns_select_subfolders(tmp_path):
 def test_scan_rows_name_every_file_exactly(tmp_path):
     root = tmp_path / "photos"
     for i, name in enumerate(ODD_NAMES):
-        Image.fromarray(upright_photo(seed=i)).save(root / name if root.exists() else mkdirs(root) / name)
-    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards={"train": 2, "val": 1, "test": 1},
-                min_side=8, progress=False)
+        Image.fromarray(upright_photo(seed=i)).save(
+            root / name if root.exists() else mkdirs(root) / name
+        )
+    rows = scan(
+        root,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        shards={"train": 2, "val": 1, "test": 1},
+        min_side=8,
+        progress=False,
+    )
     write_tsv(rows, tmp_path / "scan.tsv", SCAN_COLUMNS)
     back = read_tsv(tmp_path / "scan.tsv")
     assert sorted(r["relpath"] for r in back) == sorted(ODD_NAMES)
@@ -93,16 +129,31 @@ def test_links_that_leave_the_source_are_refused_and_recorded(tmp_path):
     listing = walk(root)
     assert listing.files == ["a.jpg", "sub/a_again.jpg"]
     refused = listing.refused
-    assert set(refused) == {"passwd.jpg", "b_link.jpg", "outside_dir", "broken.jpg", "sub/up", "pipe.jpg"}
+    assert set(refused) == {
+        "passwd.jpg",
+        "b_link.jpg",
+        "outside_dir",
+        "broken.jpg",
+        "sub/up",
+        "pipe.jpg",
+    }
     for name in ("passwd.jpg", "b_link.jpg", "outside_dir"):
         assert refused[name].startswith("symlink leaves the source folder")
         assert "dataset.follow_external_links" in refused[name]
     assert refused["broken.jpg"].startswith("broken symlink")
     assert refused["sub/up"].startswith("symlink loop")
     assert refused["pipe.jpg"].startswith("not a regular file")
-    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards={"train": 1, "val": 1, "test": 1},
-                min_side=8, progress=False)
-    assert len(rows) == 8 and "passwd" not in str([r["sha256"] for r in rows if r["relpath"] == "passwd.jpg"])
+    rows = scan(
+        root,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        shards={"train": 1, "val": 1, "test": 1},
+        min_side=8,
+        progress=False,
+    )
+    assert len(rows) == 8 and "passwd" not in str(
+        [r["sha256"] for r in rows if r["relpath"] == "passwd.jpg"]
+    )
     assert [r["sha256"] for r in rows if r["relpath"] == "passwd.jpg"] == [""]  # never read
     allowed = walk(root, follow_external_links=True)
     assert {"passwd.jpg", "b_link.jpg", "outside_dir/b.jpg"} <= set(allowed.files)
@@ -145,9 +196,13 @@ def test_shard_rows_and_digests_read_from_the_scan_table(tmp_path):
 
     root = tmp_path / "photos"
     for i, name in enumerate(ODD_NAMES):  # tabs, newlines, backslashes in names
-        Image.fromarray(upright_photo(seed=i)).save(root / name if root.exists() else mkdirs(root) / name)
+        Image.fromarray(upright_photo(seed=i)).save(
+            root / name if root.exists() else mkdirs(root) / name
+        )
     shards = {"train": 3, "val": 1, "test": 1}
-    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards=shards, min_side=8, progress=False)
+    rows = scan(
+        root, val_fraction=0.2, test_fraction=0.2, shards=shards, min_side=8, progress=False
+    )
     rows.append(dict(rows[0], relpath="excluded.jpg", split="", shard="", status="too small (2x2)"))
     tsv = write_tsv(rows, tmp_path / "scan.tsv", SCAN_COLUMNS)
     table = read_tsv(tsv)
@@ -181,18 +236,34 @@ def test_scan_of_several_sources_is_one_dataset(tmp_path):
     for i in range(6):
         Image.fromarray(upright_photo(seed=i)).save(a / f"p{i}.png")
         Image.fromarray(upright_photo(seed=10 + i)).save(b / f"q{i}.png")
-    (b / "copy_of_p0.png").write_bytes((a / "p0.png").read_bytes())  # the same photo in the other source
+    (b / "copy_of_p0.png").write_bytes(
+        (a / "p0.png").read_bytes()
+    )  # the same photo in the other source
     sources = {"one": a, "two": b}
-    rows = scan(sources, val_fraction=0.2, test_fraction=0.2, shards={"train": 1, "val": 1, "test": 1},
-                progress=False)
+    rows = scan(
+        sources,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        shards={"train": 1, "val": 1, "test": 1},
+        progress=False,
+    )
     by_path = {r["relpath"]: r for r in rows}
-    assert sorted(by_path) == sorted([f"one/p{i}.png" for i in range(6)] + [f"two/q{i}.png" for i in range(6)]
-                                     + ["two/copy_of_p0.png"])
+    assert sorted(by_path) == sorted(
+        [f"one/p{i}.png" for i in range(6)]
+        + [f"two/q{i}.png" for i in range(6)]
+        + ["two/copy_of_p0.png"]
+    )
     assert by_path["two/copy_of_p0.png"]["status"] == "duplicate (same sha256 as one/p0.png)"
     for name in sources:
         mine = [r["split"] for r in rows if source_of(r["relpath"]) == name and r["status"] == "ok"]
-        assert sorted(mine) == ["test", "train", "train", "train", "train", "val"]  # round(6 * 0.2) = 1 each
+        assert sorted(mine) == [
+            "test",
+            "train",
+            "train",
+            "train",
+            "train",
+            "val",
+        ]  # round(6 * 0.2) = 1 each
     assert source_path(sources, "two/q3.png") == b / "q3.png"
     assert source_path(a, "p1.png") == a / "p1.png"  # one folder: as before
     assert source_of("two/sub/q.png") == "two" and source_of("top.png") == "."
-

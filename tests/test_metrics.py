@@ -9,9 +9,19 @@ import pytest
 from skimage.metrics import structural_similarity
 
 from colorize.colorspace import lab_to_rgb
+from colorize.metrics import (
+    METRIC_COLUMNS,
+    PSNR_CAP,
+    ab_error_auc,
+    colorfulness,
+    image_metrics,
+    psnr,
+    ssim,
+    summarize,
+    vivid_hit_counts,
+    vivid_hits,
+)
 from helpers import ab_error_curve
-from colorize.metrics import (METRIC_COLUMNS, PSNR_CAP, ab_error_auc, colorfulness, image_metrics, psnr, ssim,
-                              summarize, vivid_hit_counts, vivid_hits)
 
 
 def test_psnr_by_hand():
@@ -48,11 +58,15 @@ def test_colorfulness_on_an_image_with_known_statistics():
 
 
 def test_chroma_of_gray_is_zero_and_of_a_known_colour_is_its_chroma():
-    gray = np.repeat(np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2)  # every gray level
+    gray = np.repeat(
+        np.arange(256, dtype=np.uint8).reshape(16, 16, 1), 3, axis=2
+    )  # every gray level
     m = image_metrics(gray, gray)
     assert m["chroma_pred"] == 0.0 and m["colorfulness_pred"] == 0.0 and m["auc"] == 1.0
     colour = lab_to_rgb(np.full((8, 8), 60.0), np.broadcast_to(np.array([30.0, 40.0]), (8, 8, 2)))
-    assert image_metrics(colour, gray[:8, :8])["chroma_pred"] == pytest.approx(50.0, abs=1.0)  # hypot(30, 40)
+    assert image_metrics(colour, gray[:8, :8])["chroma_pred"] == pytest.approx(
+        50.0, abs=1.0
+    )  # hypot(30, 40)
 
 
 def ab_pair(distances: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -133,7 +147,9 @@ def test_vivid_hits_threshold_is_inclusive_and_radius_strict():
 
 def test_image_metrics_and_summary_report_vivid_hits_per_image_and_pooled():
     L = np.full((8, 8), 55.0, np.float32)
-    true_rgb = lab_to_rgb(L, np.stack([np.full((8, 8), 40.0), np.full((8, 8), 30.0)]).astype(np.float32))
+    true_rgb = lab_to_rgb(
+        L, np.stack([np.full((8, 8), 40.0), np.full((8, 8), 30.0)]).astype(np.float32)
+    )
     gray_rgb = lab_to_rgb(L, np.zeros((2, 8, 8), np.float32))
     m = image_metrics(true_rgb, true_rgb)
     assert m["vivid_hits"] == 1.0 and m["vivid_pixels"] == 64
@@ -143,9 +159,11 @@ def test_image_metrics_and_summary_report_vivid_hits_per_image_and_pooled():
     assert math.isnan(none["vivid_hits"]) and none["vivid_pixels"] == 0
     # two images of one method: 1 of 1 vivid pixel hit, 1 of 3 hit, and one with no vivid pixel
     base = {k: 0.0 for k in METRIC_COLUMNS}
-    rows = [{"image": "a", "method": "m", **base, "vivid_hits": 1.0, "vivid_pixels": 1},
-            {"image": "b", "method": "m", **base, "vivid_hits": 1 / 3, "vivid_pixels": 3},
-            {"image": "c", "method": "m", **base, "vivid_hits": math.nan, "vivid_pixels": 0}]
+    rows = [
+        {"image": "a", "method": "m", **base, "vivid_hits": 1.0, "vivid_pixels": 1},
+        {"image": "b", "method": "m", **base, "vivid_hits": 1 / 3, "vivid_pixels": 3},
+        {"image": "c", "method": "m", **base, "vivid_hits": math.nan, "vivid_pixels": 0},
+    ]
     (row,) = summarize(rows)
     assert row["vivid_hits_image_mean"] == pytest.approx((1 + 1 / 3) / 2)  # c left out
     assert row["vivid_hits_pooled"] == pytest.approx(2 / 4)
@@ -154,18 +172,46 @@ def test_image_metrics_and_summary_report_vivid_hits_per_image_and_pooled():
 
 
 def test_summary_by_source_and_the_weakest_source():
-    from colorize.metrics import summarize_by_source, weakest_source
     from colorize.manifest import source_of
+    from colorize.metrics import summarize_by_source, weakest_source
 
     base = {k: 0.0 for k in METRIC_COLUMNS}
     rows = []
-    for image, psnr_model in (("flowers/a.jpg", 25.0), ("flowers/b.jpg", 27.0), ("faces/c.jpg", 21.0)):
-        rows.append({"image": image, "method": "m", **base, "psnr": psnr_model, "vivid_hits": 0.5, "vivid_pixels": 2})
-        rows.append({"image": image, "method": "gray", **base, "psnr": 22.0, "vivid_hits": 0.0, "vivid_pixels": 2})
+    for image, psnr_model in (
+        ("flowers/a.jpg", 25.0),
+        ("flowers/b.jpg", 27.0),
+        ("faces/c.jpg", 21.0),
+    ):
+        rows.append(
+            {
+                "image": image,
+                "method": "m",
+                **base,
+                "psnr": psnr_model,
+                "vivid_hits": 0.5,
+                "vivid_pixels": 2,
+            }
+        )
+        rows.append(
+            {
+                "image": image,
+                "method": "gray",
+                **base,
+                "psnr": 22.0,
+                "vivid_hits": 0.0,
+                "vivid_pixels": 2,
+            }
+        )
     table = summarize_by_source(rows, source_of)
     assert [(r["source"], r["method"], r["n_images"]) for r in table] == [
-        ("flowers", "m", 2), ("flowers", "gray", 2), ("faces", "m", 1), ("faces", "gray", 1)]
-    assert table[0]["psnr_minus_gray"] == pytest.approx(4.0) and table[2]["psnr_minus_gray"] == pytest.approx(-1.0)
+        ("flowers", "m", 2),
+        ("flowers", "gray", 2),
+        ("faces", "m", 1),
+        ("faces", "gray", 1),
+    ]
+    assert table[0]["psnr_minus_gray"] == pytest.approx(4.0) and table[2][
+        "psnr_minus_gray"
+    ] == pytest.approx(-1.0)
     assert weakest_source(table, "m")["source"] == "faces"
     assert weakest_source(table, "nope") is None
     (one,) = {r["source"] for r in summarize_by_source(rows, lambda _image: "mine")}

@@ -51,7 +51,9 @@ def test_zhang_head_shapes(arch, hw):
 def test_seed_ae_keeps_the_seed_parameter_count_with_the_default_head():
     assert count_parameters(build_model(ModelConfig(arch="seed_ae"))) == 6_219_410
     zhang = count_parameters(build_model(ModelConfig(arch="seed_ae", loss="zhang")))
-    assert zhang == 6_219_410 + (16 * 9 + 1) * (Q - 2)  # the last convolution gives Q channels instead of 2
+    assert zhang == 6_219_410 + (16 * 9 + 1) * (
+        Q - 2
+    )  # the last convolution gives Q channels instead of 2
 
 
 # --- effnet_unet: the pretrained encoder under a U-Net decoder ---------------------------------
@@ -88,7 +90,9 @@ def test_a_frozen_encoder_keeps_weights_and_batchnorm_statistics():
     opt = _one_step(model)
     assert [g["name"] for g in opt.param_groups] == ["decoder"]
     assert all(not p.requires_grad for p in model.encoder.parameters())
-    assert all(torch.equal(v, enc0[k]) for k, v in model.encoder.state_dict().items())  # running stats too
+    assert all(
+        torch.equal(v, enc0[k]) for k, v in model.encoder.state_dict().items()
+    )  # running stats too
     assert not torch.equal(model.out.weight, dec0)
 
 

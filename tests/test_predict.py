@@ -64,7 +64,9 @@ def test_colour_is_resized_back_the_right_way_round():
         a_by_col, b_by_row = ab[..., 0].mean(axis=0), ab[..., 1].mean(axis=1)
         assert np.corrcoef(a_by_col, np.arange(w))[0, 1] > 0.99
         assert np.corrcoef(b_by_row, np.arange(h))[0, 1] > 0.99
-        assert abs(a_by_col[0] + 20) < 2 and abs(a_by_col[-1] - 20) < 2  # the ramp's ends survive the resize
+        assert (
+            abs(a_by_col[0] + 20) < 2 and abs(a_by_col[-1] - 20) < 2
+        )  # the ramp's ends survive the resize
 
 
 def test_batched_equals_one_at_a_time():
@@ -92,5 +94,7 @@ def test_predict_shard_matches_direct_prediction(test_shard):
         L = f["L"][...].astype(np.float32)
     assert ab.shape == (5, 2, 32, 32) and ab.dtype == np.float32
     np.testing.assert_allclose(ab, predict_l_batch(model, L), atol=1e-4)
-    resized = predict_shard(model, test_shard, size=16)  # through a working size: back at the shard's size
+    resized = predict_shard(
+        model, test_shard, size=16
+    )  # through a working size: back at the shard's size
     assert resized.shape == (5, 2, 32, 32)

@@ -42,9 +42,11 @@ def test_every_bad_kind_recorded_with_reason(tmp_path):
 @pytest.mark.fast_path
 def test_prepare_image_equals_the_plain_pipeline(tmp_path):
     """prepare_image (one read, BGR, reduced decode, planes) == rgb_to_lab(resize_square(decode_rgb))."""
-    files = {"small.jpg": gradient_photo(150, 150, 1),
-             "big.jpg": np.kron(gradient_photo(200, 300, 2), np.ones((4, 4, 1), np.uint8)),
-             "wide.png": gradient_photo(90, 300, 3)}
+    files = {
+        "small.jpg": gradient_photo(150, 150, 1),
+        "big.jpg": np.kron(gradient_photo(200, 300, 2), np.ones((4, 4, 1), np.uint8)),
+        "wide.png": gradient_photo(90, 300, 3),
+    }
     for name, rgb in files.items():
         Image.fromarray(rgb).save(tmp_path / name, quality=92)
     exif = Image.Exif()
@@ -57,6 +59,8 @@ def test_prepare_image_equals_the_plain_pipeline(tmp_path):
             from colorize.preprocess import _needed_side
 
             needed = _needed_side(header.height, header.width, 64, policy)
-            ref = rgb_to_lab(resize_square(decode_rgb(p, header=header, needed_side=needed), 64, policy))
+            ref = rgb_to_lab(
+                resize_square(decode_rgb(p, header=header, needed_side=needed), 64, policy)
+            )
             assert np.array_equal(prepare_image(p, cfg), ref), (p.name, policy)
         assert np.array_equal(load_image(tmp_path / "rot.jpg"), decode_rgb(tmp_path / "rot.jpg"))

@@ -33,8 +33,17 @@ RUNS = {
     "diverse_present": ["shipped.yaml", "diverse_present.yaml"],
 }
 DEMO_MODELS = {"seed_ae", "unet"}  # config/config.yaml's run_models
-SHARED_FOLDERS = ("intel_natural/train", "intel_natural/test", "bsds500/train", "bsds500/val", "imagenette/train",
-                  "imagenette/val", "flowers", "clothing", "faces")
+SHARED_FOLDERS = (
+    "intel_natural/train",
+    "intel_natural/test",
+    "bsds500/train",
+    "bsds500/val",
+    "imagenette/train",
+    "imagenette/val",
+    "flowers",
+    "clothing",
+    "faces",
+)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +59,13 @@ def repo(tmp_path_factory):
 
 
 def dry_run(work, *args, check=True):
-    proc = subprocess.run([SNAKEMAKE, "--dry-run", "--cores", "1", *args], cwd=work, capture_output=True,
-                          text=True, timeout=300)
+    proc = subprocess.run(
+        [SNAKEMAKE, "--dry-run", "--cores", "1", *args],
+        cwd=work,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     out = proc.stdout + proc.stderr
     if check and proc.returncode != 0:
         raise AssertionError(f"dry run failed: {args}\n{out[-5000:]}")
@@ -84,7 +98,11 @@ def test_each_preset_plans_exactly_its_models(repo, preset):
     files = RUNS[preset]
     defining = [f for f in files if "models" in yaml.safe_load((PRESETS / f).read_text())]
     # the models of the last file that names some; a data preset alone trains the demo's
-    own = set(yaml.safe_load((PRESETS / defining[-1]).read_text())["models"]) if defining else DEMO_MODELS
+    own = (
+        set(yaml.safe_load((PRESETS / defining[-1]).read_text())["models"])
+        if defining
+        else DEMO_MODELS
+    )
     _, out = dry_run(repo, *configfiles(*files))
     assert planned(out, "train") == own
     assert planned(out, "evaluate") == own | {"shipped"}  # shipped_model: true, as in the default
@@ -102,17 +120,27 @@ def write(path, config: dict):
 
 
 def test_a_config_that_defines_models_must_say_which_run(repo, tmp_path):
-    mine = write(tmp_path / "mine.yaml", {"dataset": {"name": "mine", "source": "../shared/data"},
-                                          "models": {"small": {"arch": "unet", "epochs": 1}}})
+    mine = write(
+        tmp_path / "mine.yaml",
+        {
+            "dataset": {"name": "mine", "source": "../shared/data"},
+            "models": {"small": {"arch": "unet", "epochs": 1}},
+        },
+    )
     code, out = dry_run(repo, "--configfile", mine, check=False)
-    assert code != 0 and "config key run_models" in out and "mine.yaml defines models (small)" in out
+    assert (
+        code != 0 and "config key run_models" in out and "mine.yaml defines models (small)" in out
+    )
     assert "run_models: [small]" in out  # says what to add
     _, out = dry_run(repo, "--configfile", mine, "--config", "run_models=[small]")
     assert planned(out, "train") == {"small"}
 
 
 def test_run_models_must_name_defined_models(repo, tmp_path):
-    mine = write(tmp_path / "mine.yaml", {"run_models": ["small", "nope"], "models": {"small": {"arch": "unet"}}})
+    mine = write(
+        tmp_path / "mine.yaml",
+        {"run_models": ["small", "nope"], "models": {"small": {"arch": "unet"}}},
+    )
     code, out = dry_run(repo, "--configfile", mine, check=False)
     assert code != 0 and "config key run_models: 'nope' not defined under models:" in out
 
@@ -120,31 +148,52 @@ def test_run_models_must_name_defined_models(repo, tmp_path):
 def test_a_preset_model_is_its_own_entry_not_merged_with_the_demos(repo, tmp_path):
     """config/config.yaml's seed_ae sets crop_size 128; a seed_ae of a 64 px config that does
     not set it trains on whole images (merged key by key it would be 128 > 64 and refused)."""
-    mine = write(tmp_path / "mine.yaml", {"image_size": 64, "run_models": ["seed_ae"],
-                                          "models": {"seed_ae": {"arch": "seed_ae", "epochs": 1}}})
+    mine = write(
+        tmp_path / "mine.yaml",
+        {
+            "image_size": 64,
+            "run_models": ["seed_ae"],
+            "models": {"seed_ae": {"arch": "seed_ae", "epochs": 1}},
+        },
+    )
     _, out = dry_run(repo, "--configfile", mine)
     assert planned(out, "train") == {"seed_ae"}
 
 
 def test_checks_apply_to_the_selected_models(repo, tmp_path):
     # the demo's unet (crop_size 128) is defined but not selected at image_size 64: no error
-    mine = {"image_size": 64, "run_models": ["small"], "models": {"small": {"arch": "unet", "crop_size": 96}}}
+    mine = {
+        "image_size": 64,
+        "run_models": ["small"],
+        "models": {"small": {"arch": "unet", "crop_size": 96}},
+    }
     code, out = dry_run(repo, "--configfile", write(tmp_path / "a.yaml", mine), check=False)
     assert code != 0 and "config key models.small.crop_size: 96 is larger than image_size 64" in out
     mine["models"]["small"]["crop_size"] = 32
     _, out = dry_run(repo, "--configfile", write(tmp_path / "b.yaml", mine))
     assert planned(out, "train") == {"small"}
     # ... and to a model asked for by its files
-    code, out = dry_run(repo, "results/builtin/models/unet/best.pt", "--configfile", write(tmp_path / "b.yaml", mine),
-                        check=False)
+    code, out = dry_run(
+        repo,
+        "results/builtin/models/unet/best.pt",
+        "--configfile",
+        write(tmp_path / "b.yaml", mine),
+        check=False,
+    )
     assert code != 0 and "config key models.unet.crop_size: 128 is larger than image_size 64" in out
 
 
 def test_an_unselected_model_is_built_when_its_files_are_asked_for(repo):
     # shipped.yaml's effnet_mse is defined but experiment.yaml selects its own five
-    _, out = dry_run(repo, "results/shipped/models/effnet_mse/best.pt", *configfiles("shipped.yaml", "experiment.yaml"))
+    _, out = dry_run(
+        repo,
+        "results/shipped/models/effnet_mse/best.pt",
+        *configfiles("shipped.yaml", "experiment.yaml"),
+    )
     assert planned(out, "train") == {"effnet_mse"}
-    code, out = dry_run(repo, "results/shipped/models/nosuch/best.pt", *configfiles("shipped.yaml"), check=False)
+    code, out = dry_run(
+        repo, "results/shipped/models/nosuch/best.pt", *configfiles("shipped.yaml"), check=False
+    )
     assert code != 0 and "no model 'nosuch' under models:" in out
 
 
@@ -156,8 +205,10 @@ def test_runtime_overrides_must_name_a_model(repo, tmp_path):
 
 def test_machine_knobs_are_not_model_settings(repo, tmp_path):
     """num_workers and friends live in `runtime:` only (a model entry with them is refused)."""
-    mine = write(tmp_path / "mine.yaml", {"run_models": ["small"], "models": {"small": {"arch": "unet",
-                                                                                       "num_workers": 2}}})
+    mine = write(
+        tmp_path / "mine.yaml",
+        {"run_models": ["small"], "models": {"small": {"arch": "unet", "num_workers": 2}}},
+    )
     code, out = dry_run(repo, "--configfile", mine, check=False)
     assert code != 0 and "config key models.small" in out and "num_workers" in out
 
@@ -166,14 +217,33 @@ def test_the_shipped_recipe_trains_on_the_diverse_mix():
     """shipped.yaml's data is diverse.yaml's (issue 20): the six folders, their eval sets, split and preprocessing."""
     diverse = yaml.safe_load((PRESETS / "diverse.yaml").read_text())
     shipped = yaml.safe_load((PRESETS / "shipped.yaml").read_text())
-    assert {k: v for k, v in shipped["dataset"].items() if k != "name"} == \
-        {k: v for k, v in diverse["dataset"].items() if k != "name"}
-    assert sorted(diverse["dataset"]["source"]) == ["bsds500", "clothing", "faces", "flowers", "imagenette",
-                                                     "intel_natural"]
-    for key in ("eval_sets", "split", "shards", "image_size", "resize_policy", "gray_chroma_threshold", "min_side"):
+    assert {k: v for k, v in shipped["dataset"].items() if k != "name"} == {
+        k: v for k, v in diverse["dataset"].items() if k != "name"
+    }
+    assert sorted(diverse["dataset"]["source"]) == [
+        "bsds500",
+        "clothing",
+        "faces",
+        "flowers",
+        "imagenette",
+        "intel_natural",
+    ]
+    for key in (
+        "eval_sets",
+        "split",
+        "shards",
+        "image_size",
+        "resize_policy",
+        "gray_chroma_threshold",
+        "min_side",
+    ):
         assert shipped[key] == diverse[key], key
     present = yaml.safe_load((PRESETS / "diverse_present.yaml").read_text())
-    left = {k for k, v in {**diverse["dataset"]["source"], **present["dataset"]["source"]}.items() if v is not None}
+    left = {
+        k
+        for k, v in {**diverse["dataset"]["source"], **present["dataset"]["source"]}.items()
+        if v is not None
+    }
     assert left == {"bsds500", "intel_natural"}
 
 
@@ -183,11 +253,23 @@ def test_the_two_present_folders_plan_two_sources(repo):
 
 
 def test_a_missing_source_folder_is_a_config_error_naming_the_key(repo, tmp_path):
-    mine = write(tmp_path / "m.yaml", {"dataset": {"source": {"flowers": "../shared/data/no_flowers"}}})
+    mine = write(
+        tmp_path / "m.yaml", {"dataset": {"source": {"flowers": "../shared/data/no_flowers"}}}
+    )
     code, out = dry_run(repo, *configfiles("shipped.yaml"), "--configfile", mine, check=False)
     assert code != 0
-    assert "config key dataset.source.flowers: folder '../shared/data/no_flowers' does not exist" in out
-    listed = write(tmp_path / "l.yaml", {"dataset": {"name": "x", "source": ["../shared/data/flowers",
-                                                                            "../shared/data/elsewhere/flowers"]}})
+    assert (
+        "config key dataset.source.flowers: folder '../shared/data/no_flowers' does not exist"
+        in out
+    )
+    listed = write(
+        tmp_path / "l.yaml",
+        {
+            "dataset": {
+                "name": "x",
+                "source": ["../shared/data/flowers", "../shared/data/elsewhere/flowers"],
+            }
+        },
+    )
     code, out = dry_run(repo, "--configfile", listed, check=False)
     assert code != 0 and "config key dataset.source: several folders are named flowers" in out

@@ -32,7 +32,9 @@ def net():
 @pytest.mark.parametrize("name, classes", [("chelsea", CATS), ("coffee", [ESPRESSO])])
 def test_imagenet_weights_load_right_in_colour_and_in_gray(net, name, classes):
     rgb = square(getattr(skimage.data, name)())
-    x = torch.from_numpy(((rgb.astype(np.float32) - INPUT_MEAN) / INPUT_STD).transpose(2, 0, 1)[None])
+    x = torch.from_numpy(
+        ((rgb.astype(np.float32) - INPUT_MEAN) / INPUT_STD).transpose(2, 0, 1)[None]
+    )
     with torch.no_grad():
         top_colour = int(net(x).argmax())
     assert top_colour in classes, (name, top_colour)

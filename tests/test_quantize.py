@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from colorize import quantize as q
-from helpers import soft_encode_dense
 from colorize.colorspace import normalize_ab, rgb_to_lab
 from colorize.models import ModelConfig
 from colorize.shards import ShardWriter
 from colorize.train import loss_for
+from helpers import soft_encode_dense
 
 torch.set_num_threads(1)
 CENTRES = torch.from_numpy(q.gamut_bins().copy())
@@ -94,9 +94,15 @@ def test_rebalancing_weights_have_prior_mean_1_and_the_documented_limits():
     w = q.rebalance_weights(prior, 0.5)
     assert (prior * w).sum() == pytest.approx(1.0)
     assert np.all(np.diff(w[np.argsort(prior)]) <= 1e-12)  # rarer colours weigh more
-    np.testing.assert_allclose(q.rebalance_weights(prior, 1.0), np.ones(Q))  # lambda 1: no rebalancing
-    np.testing.assert_allclose(q.rebalance_weights(prior, 1e-9), 1 / (Q * prior), rtol=1e-5)  # lambda -> 0
-    np.testing.assert_allclose(q.rebalance_weights(np.full(Q, 1 / Q), 0.5), np.ones(Q))  # uniform prior
+    np.testing.assert_allclose(
+        q.rebalance_weights(prior, 1.0), np.ones(Q)
+    )  # lambda 1: no rebalancing
+    np.testing.assert_allclose(
+        q.rebalance_weights(prior, 1e-9), 1 / (Q * prior), rtol=1e-5
+    )  # lambda -> 0
+    np.testing.assert_allclose(
+        q.rebalance_weights(np.full(Q, 1 / Q), 0.5), np.ones(Q)
+    )  # uniform prior
     with pytest.raises(ValueError, match="lambda"):
         q.rebalance_weights(prior, 0.0)
 
@@ -111,7 +117,11 @@ def test_prior_from_shards_counts_pixels_and_is_cached(tmp_path):
         w.append(lab, "b.png", "1" * 64)
     counts = q.ab_counts([path])
     bins = q.gamut_bins().tolist()
-    assert counts.sum() == 128 and counts[bins.index([20, 30])] == 64 and counts[bins.index([0, 0])] == 64
+    assert (
+        counts.sum() == 128
+        and counts[bins.index([20, 30])] == 64
+        and counts[bins.index([0, 0])] == 64
+    )
     prior = q.smooth_prior(counts, q.gamut_bins())
     assert prior.sum() == pytest.approx(1) and prior[bins.index([0, 0])] == prior.max()
     assert prior[bins.index([10, 30])] > 0  # smoothed onto neighbours (sigma 5: exp(-1) share)
@@ -120,11 +130,17 @@ def test_prior_from_shards_counts_pixels_and_is_cached(tmp_path):
     cache = tmp_path / "ab_prior.pt"
     p1 = q.ab_prior([path], cache, fingerprint="abc")
     cached = torch.load(cache, weights_only=True)
-    assert cached["fingerprint"] == "abc" and torch.equal(cached["counts"], torch.from_numpy(counts))
-    cached["prior"] = torch.full((Q,), 1.0 / Q, dtype=torch.float64)  # tamper: a reuse would return this
+    assert cached["fingerprint"] == "abc" and torch.equal(
+        cached["counts"], torch.from_numpy(counts)
+    )
+    cached["prior"] = torch.full(
+        (Q,), 1.0 / Q, dtype=torch.float64
+    )  # tamper: a reuse would return this
     torch.save(cached, cache)
     np.testing.assert_allclose(q.ab_prior([path], cache, fingerprint="abc"), 1.0 / Q)
-    np.testing.assert_allclose(q.ab_prior([path], cache, fingerprint="other"), p1)  # other shards: recomputed
+    np.testing.assert_allclose(
+        q.ab_prior([path], cache, fingerprint="other"), p1
+    )  # other shards: recomputed
 
 
 # --- annealed mean -----------------------------------------------------------------------------
@@ -152,7 +168,9 @@ def test_zhang_loss_on_the_true_distribution_is_its_entropy_and_weights_scale_it
     target = soft_encode_dense(ab, CENTRES)
     logits = torch.log(target + 1e-30)
     entropy = -(target * torch.log(target.clamp_min(1e-30))).sum(1).mean()
-    torch.testing.assert_close(q.rebalanced_cross_entropy(logits, ab, CENTRES), entropy, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(
+        q.rebalanced_cross_entropy(logits, ab, CENTRES), entropy, rtol=1e-4, atol=1e-5
+    )
     twice = q.rebalanced_cross_entropy(logits, ab, CENTRES, torch.full((Q,), 2.0))
     torch.testing.assert_close(twice, 2 * entropy, rtol=1e-4, atol=1e-5)
     loss = loss_for(ModelConfig(loss="zhang"))  # takes normalised ab, as the training loop gives it

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from colorize.colorspace import lightness
 from colorize.imageio import load_image
 from colorize.infer import colorize_files
 from colorize.manifest import SCAN_COLUMNS, scan, walk
-from colorize.colorspace import lightness
 from colorize.preprocess import PreprocessConfig, build_shard, prepare_image
 from colorize.tsv import read_tsv, write_tsv
 from helpers import mkdirs, tinted_model, upright_photo
@@ -39,7 +39,9 @@ FORMATS = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "TIFF": ".tif"}
 H, W = 40, 64  # upright: landscape, so a missed rotation changes the size
 
 
-def save_oriented(path: Path, upright: np.ndarray, orientation: int, fmt: str, mode: str = "RGB") -> Path:
+def save_oriented(
+    path: Path, upright: np.ndarray, orientation: int, fmt: str, mode: str = "RGB"
+) -> Path:
     """Store ``upright`` as a camera would: pixels as the sensor saw them + the EXIF tag."""
     im = stored(Image.fromarray(upright), orientation)
     im = im.convert(mode) if mode != "RGB" else im
@@ -73,7 +75,9 @@ def oriented(tmp_path_factory) -> tuple[Path, dict[str, int], np.ndarray]:
         for o in ORIENTATIONS:
             rel = f"{fmt.lower()}/orient {o}{ext}"
             save_oriented(root / rel, upright, o, fmt)
-            with Image.open(root / rel) as im:  # the tag really is in the file, the pixels stored turned
+            with Image.open(
+                root / rel
+            ) as im:  # the tag really is in the file, the pixels stored turned
                 assert im.getexif().get(0x0112) == o, rel
                 # (PIL reports a TIFF's size upright already: read the stored size from its tags)
                 size = (im.tag_v2[256], im.tag_v2[257]) if fmt == "TIFF" else im.size
@@ -96,15 +100,26 @@ def test_every_orientation_and_format_decodes_upright(oriented):
 def test_every_orientation_and_format_through_build_shard(oriented, tmp_path):
     """Stretch to a square: a photo left on its side would give a different picture."""
     root, files, upright = oriented
-    cfg = PreprocessConfig(image_size=32, resize_policy="stretch", min_side=8, gray_chroma_threshold=0)
+    cfg = PreprocessConfig(
+        image_size=32, resize_policy="stretch", min_side=8, gray_chroma_threshold=0
+    )
     rels = sorted(files)
     rows = [{"relpath": r, "sha256": f"{i:064x}"} for i, r in enumerate(rels)]
-    counts = build_shard(rows, [root / r for r in rels], tmp_path / "s.h5", tmp_path / "s.tsv", "train", cfg,
-                         progress=False)
+    counts = build_shard(
+        rows,
+        [root / r for r in rels],
+        tmp_path / "s.h5",
+        tmp_path / "s.tsv",
+        "train",
+        cfg,
+        progress=False,
+    )
     assert counts == {"ok": len(rels), "excluded": 0}
     Image.fromarray(upright).save(tmp_path / "upright.png")
     want = prepare_image(tmp_path / "upright.png", cfg)[..., 0]
-    sideways = prepare_image(tmp_path / "upright.png", cfg)[..., 0].T  # what a missed rotation looks like
+    sideways = prepare_image(tmp_path / "upright.png", cfg)[
+        ..., 0
+    ].T  # what a missed rotation looks like
     assert np.abs(want - sideways).mean() > 5  # the check below can tell
     with h5py.File(tmp_path / "s.h5") as f:
         for rel, L in zip(f["relpath"][...], f["L"][...].astype(np.float32)):
@@ -115,8 +130,25 @@ def test_every_orientation_and_format_through_colorize_predict(oriented, tmp_pat
     root, files, upright = oriented
     out = tmp_path / "out"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    res = subprocess.run([str(COLORIZE), "predict", "-q", "-m", str(checkpoint_file), "-o", str(out), "--size", "32",
-                          "-r", str(root)], capture_output=True, text=True, env=env, timeout=300)
+    res = subprocess.run(
+        [
+            str(COLORIZE),
+            "predict",
+            "-q",
+            "-m",
+            str(checkpoint_file),
+            "-o",
+            str(out),
+            "--size",
+            "32",
+            "-r",
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert res.returncode == 0, res.stderr
     status = {r["input"]: r for r in read_tsv(out / "status.tsv")}
     assert len(status) == len(files)
@@ -124,13 +156,16 @@ def test_every_orientation_and_format_through_colorize_predict(oriented, tmp_pat
         row = status[str(root / rel)]
         assert row["status"] == "ok", (rel, row["reason"])
         assert (int(row["width"]), int(row["height"])) == (W, H), rel
-        got = cv2.cvtColor(cv2.imread(str(out / rel), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
-                           cv2.COLOR_BGR2RGB)
+        got = cv2.cvtColor(
+            cv2.imread(str(out / rel), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION),
+            cv2.COLOR_BGR2RGB,
+        )
         assert got.shape == (H, W, 3), rel  # upright size, not the stored one
         assert np.abs(L_of(got) - L_of(upright)).mean() < 2.0, rel  # upright, lightness kept
 
 
 # -- a file name that is not UTF-8 -------------------------------------------------------------
+
 
 def test_a_name_that_is_not_utf8_is_recorded_not_fatal(tmp_path):
     root = mkdirs(tmp_path / "photos")
@@ -143,15 +178,22 @@ def test_a_name_that_is_not_utf8_is_recorded_not_fatal(tmp_path):
     assert listing.files == ["fine.jpg"]
     assert "not valid UTF-8" in listing.refused["caf\\xe9.jpg"]
     assert "folder name is not valid UTF-8" in listing.refused["dir\\xff"]
-    rows = scan(root, val_fraction=0.2, test_fraction=0.2, shards={"train": 1, "val": 1, "test": 1},
-                min_side=8, progress=False)
+    rows = scan(
+        root,
+        val_fraction=0.2,
+        test_fraction=0.2,
+        shards={"train": 1, "val": 1, "test": 1},
+        min_side=8,
+        progress=False,
+    )
     write_tsv(rows, tmp_path / "scan.tsv", SCAN_COLUMNS)  # the manifest stays UTF-8
     (tmp_path / "scan.tsv").read_text(encoding="utf-8")
     by_name = {r["relpath"]: r["status"] for r in read_tsv(tmp_path / "scan.tsv")}
     assert by_name["fine.jpg"] == "ok" and "UTF-8" in by_name["caf\\xe9.jpg"]
     # the inference path takes it (the name is only shown escaped)
-    results = colorize_files(tinted_model(), [root / bad, root / "fine.jpg"], tmp_path / "out", size=32,
-                             progress=False)
+    results = colorize_files(
+        tinted_model(), [root / bad, root / "fine.jpg"], tmp_path / "out", size=32, progress=False
+    )
     assert [r.status for r in results] == ["ok", "ok"]
     assert (tmp_path / "out" / bad).is_file()
     assert read_tsv(tmp_path / "out" / "status.tsv")[0]["input"].endswith("caf\\xe9.jpg")
@@ -169,10 +211,23 @@ MODES = {  # format -> modes it can store
 }
 EXIF_FORMATS = {"JPEG", "PNG", "WEBP", "TIFF"}
 SIZES = [(40, 64), (64, 40), (33, 47), (9, 13), (1, 200), (257, 129)]
-NAME_PARTS = ["photo", "two  spaces", " lead", "tab\t", "ünï", "写真", "a'b\"c", "#%&", "new\nline", "\\x41"]
+NAME_PARTS = [
+    "photo",
+    "two  spaces",
+    " lead",
+    "tab\t",
+    "ünï",
+    "写真",
+    "a'b\"c",
+    "#%&",
+    "new\nline",
+    "\\x41",
+]
 
 
-def generated_inputs(root: Path, n: int = 40, seed: int = 7) -> list[tuple[Path, int, tuple[int, int]]]:
+def generated_inputs(
+    root: Path, n: int = 40, seed: int = 7
+) -> list[tuple[Path, int, tuple[int, int]]]:
     """``n`` files of random format, mode, orientation, size and name; -> (path, orientation, upright (h, w))."""
     rng = np.random.default_rng(seed)
     out = []
@@ -185,7 +240,7 @@ def generated_inputs(root: Path, n: int = 40, seed: int = 7) -> list[tuple[Path,
         name = f"{i:02d} {NAME_PARTS[rng.integers(len(NAME_PARTS))]}.{fmt.lower()}"
         im = stored(Image.fromarray(upright_photo(h, w, seed=i)), o)
         if mode == "I;16":
-            im = Image.fromarray((np.asarray(im.convert("L")).astype(np.uint16) * 257))
+            im = Image.fromarray(np.asarray(im.convert("L")).astype(np.uint16) * 257)
         elif mode != "RGB":
             im = im.convert(mode)
         kw = {"exif": _exif(o)} if fmt in EXIF_FORMATS else {}
@@ -205,10 +260,19 @@ def upright_L(path: Path, h: int, w: int) -> np.ndarray:
 def test_generated_inputs_through_both_paths(tmp_path):
     root = mkdirs(tmp_path / "in")
     cases = generated_inputs(root)
-    cfg = PreprocessConfig(image_size=32, resize_policy="stretch", min_side=8, gray_chroma_threshold=3.0)
+    cfg = PreprocessConfig(
+        image_size=32, resize_policy="stretch", min_side=8, gray_chroma_threshold=3.0
+    )
     rows = [{"relpath": p.name, "sha256": f"{i:064x}"} for i, (p, _, _) in enumerate(cases)]
-    counts = build_shard(rows, [p for p, _, _ in cases], tmp_path / "s.h5", tmp_path / "s.tsv", "train", cfg,
-                         progress=False)
+    counts = build_shard(
+        rows,
+        [p for p, _, _ in cases],
+        tmp_path / "s.h5",
+        tmp_path / "s.tsv",
+        "train",
+        cfg,
+        progress=False,
+    )
     status = read_tsv(tmp_path / "s.tsv")
     assert [r["relpath"] for r in status] == [p.name for p, _, _ in cases]  # every name, exactly
     assert counts["ok"] + counts["excluded"] == len(cases)
@@ -224,12 +288,22 @@ def test_generated_inputs_through_both_paths(tmp_path):
         corr = np.corrcoef(stored[path.name].ravel(), ref.ravel())[0, 1]
         assert corr > 0.8, (path.name, o, corr)  # upright (a wrong turn: < 0.3)
 
-    results = colorize_files(tinted_model(), [p for p, _, _ in cases], tmp_path / "out", size=32, batch_size=3,
-                             workers=2, progress=False)
+    results = colorize_files(
+        tinted_model(),
+        [p for p, _, _ in cases],
+        tmp_path / "out",
+        size=32,
+        batch_size=3,
+        workers=2,
+        progress=False,
+    )
     for (path, o, (h, w)), r in zip(cases, results):
         assert r.ok, (path.name, r.reason)  # any image, gray or tiny, can be colorized
         got = cv2.imread(r.output, cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
         assert got.shape[:2] == (h, w), (path.name, o)  # the upright size
         ref = upright_L(path, h, w)
         L = L_of(cv2.cvtColor(got, cv2.COLOR_BGR2RGB))
-        assert np.corrcoef(L.ravel(), ref.ravel())[0, 1] > 0.8, (path.name, o)  # upright (palettes: ~0.88)
+        assert np.corrcoef(L.ravel(), ref.ravel())[0, 1] > 0.8, (
+            path.name,
+            o,
+        )  # upright (palettes: ~0.88)

@@ -16,12 +16,16 @@ pytestmark = pytest.mark.realdata
 DATA = REPO.parent / "shared" / "data"
 
 
-@pytest.mark.skipif(not (DATA / "intel_natural").is_dir(), reason="../shared/data is not beside the project")
+@pytest.mark.skipif(
+    not (DATA / "intel_natural").is_dir(), reason="../shared/data is not beside the project"
+)
 def test_gray_detection_matches_the_answer_key():
     """The shared data's list of grayscale / near-gray Intel photos (mean Lab chroma < 3) is the
     answer key: the preprocessing must exclude exactly those, as 'grayscale'."""
     with open(DATA / "intel_natural_low_chroma.tsv") as fh:
-        key = {row[0] for row in csv.reader(fh, delimiter="\t") if row and not row[0].startswith("#")}
+        key = {
+            row[0] for row in csv.reader(fh, delimiter="\t") if row and not row[0].startswith("#")
+        }
     key.discard("relpath")
     root = DATA / "intel_natural"
     cfg = PreprocessConfig(image_size=128)

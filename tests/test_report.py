@@ -56,7 +56,10 @@ def test_the_overview_answers_first(finished):
             assert f'<td class="name">{name}</td><td>{n}</td>' in html
     for evalset in ("test split", "other"):
         for method in (*config["models"], "gray"):
-            assert re.search(rf'<td class="name">{evalset}</td><td class="name">(<a [^>]*>)?{method}(</a>)?</td>', html)
+            assert re.search(
+                rf'<td class="name">{evalset}</td><td class="name">(<a [^>]*>)?{method}(</a>)?</td>',
+                html,
+            )
     assert html.count('<img src="data:image/jpeg;base64,') == 1 and f"grid of model {best}" in html
 
 
@@ -86,11 +89,21 @@ def test_runtime_knobs_reach_the_jobs(finished):
 def test_changing_runtime_knobs_reruns_nothing(finished):
     work, config = finished
     try:
-        changed = dict(config, runtime={"num_workers": 1, "in_memory": True, "log_interval": 7,
-                                        "colorize_batch_size": 3, "models": {"ae": {"num_workers": 2}}})
+        changed = dict(
+            config,
+            runtime={
+                "num_workers": 1,
+                "in_memory": True,
+                "log_interval": 7,
+                "colorize_batch_size": 3,
+                "models": {"ae": {"num_workers": 2}},
+            },
+        )
         write_config(work, changed)
         assert planned_jobs(work) == {}
-        model_change = dict(config, models=dict(config["models"], ae=dict(config["models"]["ae"], lr=0.002)))
+        model_change = dict(
+            config, models=dict(config["models"], ae=dict(config["models"]["ae"], lr=0.002))
+        )
         write_config(work, model_change)
         assert planned_jobs(work) == {"train": 1, "evaluate": 1, "evaluate_external": 1, "grid": 1, "overview": 1,
                                       "all": 1}  # fmt: skip

@@ -37,9 +37,13 @@ def test_the_committed_twin_is_the_shipped_checkpoint(both):
         expected = predict_ab(torch_model, L_norm)
     assert np.abs(predict_ab(twin, L_norm) - expected).max() < 1e-3  # ab units (about +-128)
     assert twin.weights_digest() == weights_digest(torch_model)
-    assert run_settings(twin, size=128, jpeg_quality=95) == run_settings(torch_model, size=128, jpeg_quality=95)
+    assert run_settings(twin, size=128, jpeg_quality=95) == run_settings(
+        torch_model, size=128, jpeg_quality=95
+    )
     assert twin.checkpoint_info()["image_size"] == ckpt["image_size"]
-    odd = np.random.default_rng(1).uniform(-1, 1, (1, 70, 90)).astype(np.float32)  # not a multiple of 32
+    odd = (
+        np.random.default_rng(1).uniform(-1, 1, (1, 70, 90)).astype(np.float32)
+    )  # not a multiple of 32
     with torch.inference_mode():
         assert np.abs(predict_ab(twin, odd) - predict_ab(torch_model, odd)).max() < 1e-3
 
@@ -63,20 +67,26 @@ def test_load_for_inference_takes_onnxruntime_on_a_cpu_and_pytorch_otherwise(tmp
 def test_colorize_predict_on_a_cpu_never_imports_pytorch(tmp_path):
     for i in range(3):
         save(tmp_path / "in" / f"photo {i}.jpg", gradient_photo(120 + 10 * i, 160, i))
-    code = ("import sys; from colorize.cli import main; "
-            f"rc = main(['predict', '--quiet', '--device', 'cpu', '--output', {str(tmp_path / 'out')!r}, "
-            f"{str(tmp_path / 'in')!r}]); print('torch' in sys.modules, rc)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    code = (
+        "import sys; from colorize.cli import main; "
+        f"rc = main(['predict', '--quiet', '--device', 'cpu', '--output', {str(tmp_path / 'out')!r}, "
+        f"{str(tmp_path / 'in')!r}]); print('torch' in sys.modules, rc)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
     assert out.strip().splitlines()[-1] == "False 0"
-    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [f"photo {i}.jpg" for i in range(3)]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.jpg")) == [
+        f"photo {i}.jpg" for i in range(3)
+    ]
 
 
 def test_both_engines_make_the_same_outputs_and_resume_each_other(tmp_path, both):
     """colorize_files with the twin and with the checkpoint: images within one level (float
     rounding of the two runtimes' convolutions), and a run of one resumed by the other skips
     every photo (the same settings)."""
-    from colorize.infer import colorize_files
     from colorize.imageio import read_rgb
+    from colorize.infer import colorize_files
 
     torch_model, ckpt, twin = both
     for i in range(3):
@@ -87,7 +97,9 @@ def test_both_engines_make_the_same_outputs_and_resume_each_other(tmp_path, both
     b = colorize_files(torch_model, inputs, tmp_path / "torch", **kw)
     assert all(r.ok for r in a) and all(r.ok for r in b)
     for p in inputs:
-        diff = np.abs(read_rgb(tmp_path / "onnx" / p.name).astype(int) - read_rgb(tmp_path / "torch" / p.name))
+        diff = np.abs(
+            read_rgb(tmp_path / "onnx" / p.name).astype(int) - read_rgb(tmp_path / "torch" / p.name)
+        )
         assert diff.max() <= 1, p.name
     again = colorize_files(torch_model, inputs, tmp_path / "onnx", resume=True, **kw)
     assert again.resumed == len(inputs)

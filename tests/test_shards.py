@@ -37,8 +37,12 @@ def test_lab_round_trip_through_shard_within_one_level(tmp_path):
 @pytest.mark.parametrize("compression", ["none", "lzf", "gzip"])
 def test_batched_shard_writer_stores_what_append_was_given(tmp_path, compression):
     rng = np.random.default_rng(0)
-    labs = [np.stack([rng.uniform(0, 100, (16, 16)), *rng.uniform(-110, 110, (2, 16, 16))], -1).astype(np.float32)
-            for _ in range(70)]  # more than one write batch
+    labs = [
+        np.stack([rng.uniform(0, 100, (16, 16)), *rng.uniform(-110, 110, (2, 16, 16))], -1).astype(
+            np.float32
+        )
+        for _ in range(70)
+    ]  # more than one write batch
     with ShardWriter(tmp_path / "s.h5", 16, "train", compression) as w:
         w_batch = len(w._L_buf)
         for i, lab in enumerate(labs):
@@ -46,13 +50,17 @@ def test_batched_shard_writer_stores_what_append_was_given(tmp_path, compression
     s = read_shard(tmp_path / "s.h5")
     assert len(s) == s.attrs["count"] == 70 and s.relpath == [f"{i}.png" for i in range(70)]
     assert np.array_equal(s.L, np.stack([lab[..., 0] for lab in labs]).astype(np.float16))
-    assert np.array_equal(s.ab, np.stack([np.moveaxis(lab[..., 1:], -1, 0) for lab in labs]).astype(np.float16))
+    assert np.array_equal(
+        s.ab, np.stack([np.moveaxis(lab[..., 1:], -1, 0) for lab in labs]).astype(np.float16)
+    )
     assert w_batch >= 1
 
 
 @pytest.mark.fast_path
 def test_float16_conversions_are_bit_exact():
-    bits = np.arange(0x30000000, 0x47800000, 4099, dtype=np.uint32)  # 1e-9 .. 65536, every rounding case kind
+    bits = np.arange(
+        0x30000000, 0x47800000, 4099, dtype=np.uint32
+    )  # 1e-9 .. 65536, every rounding case kind
     x = bits[: bits.size // 8 * 8].view(np.float32).reshape(-1, 8)
     x = np.concatenate([x, -x])
     with warnings.catch_warnings():

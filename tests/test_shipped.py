@@ -18,7 +18,14 @@ def test_the_shipped_model_loads_weights_only_with_its_card():
     assert ckpt["model_config"]["arch"] == "effnet_unet"
     assert all(v.dtype == torch.float16 for v in ckpt["model"].values() if v.is_floating_point())
     card = ckpt["card"]
-    for key in ("architecture", "encoder", "encoder_weights", "trained_epochs", "commit", "train_config"):
+    for key in (
+        "architecture",
+        "encoder",
+        "encoder_weights",
+        "trained_epochs",
+        "commit",
+        "train_config",
+    ):
         assert card.get(key) is not None, key
     assert SHIPPED.stat().st_size < 25e6
     model, _ = load_checkpoint(SHIPPED)
@@ -29,13 +36,23 @@ def test_release_keeps_the_model_within_fp16(effnet_shards, tmp_path):
     from colorize.shipped import release
 
     train_shards, val_shards = effnet_shards
-    train(ModelConfig(arch="effnet_unet"), TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0),
-          train_shards, val_shards, tmp_path / "run", progress=False)
-    out = release(tmp_path / "run" / "best.pt", tmp_path / "shipped.pt", {"data": "tiny test shards"})
+    train(
+        ModelConfig(arch="effnet_unet"),
+        TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0),
+        train_shards,
+        val_shards,
+        tmp_path / "run",
+        progress=False,
+    )
+    out = release(
+        tmp_path / "run" / "best.pt", tmp_path / "shipped.pt", {"data": "tiny test shards"}
+    )
     assert out.stat().st_size < (tmp_path / "run" / "best.pt").stat().st_size
     a, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     b, ckpt = load_checkpoint(out)
     assert ckpt["card"]["data"] == "tiny test shards" and "optimizer" not in ckpt
     x = torch.rand(2, 1, 64, 48) * 2 - 1
     with torch.no_grad():
-        assert (a.ab_from_output(a(x)) - b.ab_from_output(b(x))).abs().max() < 0.01  # ab/128: ~1 Lab unit
+        assert (
+            a.ab_from_output(a(x)) - b.ab_from_output(b(x))
+        ).abs().max() < 0.01  # ab/128: ~1 Lab unit

@@ -51,8 +51,7 @@ def _slurm_job_info(job_ids: list[str], has_sacct: bool) -> dict[str, dict[str, 
     info: dict[str, dict[str, str]] = {}
     if has_sacct:
         res = _run(
-            "sacct -X -P -n -o JobIDRaw,JobName,State,AllocTRES -j".split()
-            + [",".join(job_ids)]
+            "sacct -X -P -n -o JobIDRaw,JobName,State,AllocTRES -j".split() + [",".join(job_ids)]
         )
         assert res.returncode == 0, res.stderr
         for line in res.stdout.splitlines():
@@ -71,9 +70,7 @@ def _slurm_job_info(job_ids: list[str], has_sacct: bool) -> dict[str, dict[str, 
     return info
 
 
-def test_slurm_profile_runs_every_job_on_slurm_with_gpu(
-    slurm_cluster, tmp_path
-):
+def test_slurm_profile_runs_every_job_on_slurm_with_gpu(slurm_cluster, tmp_path):
     (tmp_path / "Snakefile").write_text(SNAKEFILE.format(python=sys.executable))
     # Snakemake ignores SIGTERM; SIGINT makes it cancel its SLURM jobs.
     timeout = f"timeout -s INT -k 30 {SNAKEMAKE_TIMEOUT_S}".split()
@@ -94,12 +91,9 @@ def test_slurm_profile_runs_every_job_on_slurm_with_gpu(
     )
     log = res.stdout + res.stderr
     slurm_logs = "\n".join(
-        f"--- {p}\n{p.read_text()}"
-        for p in sorted(tmp_path.glob(".snakemake/slurm_logs/**/*.log"))
+        f"--- {p}\n{p.read_text()}" for p in sorted(tmp_path.glob(".snakemake/slurm_logs/**/*.log"))
     )
-    assert (
-        res.returncode == 0
-    ), f"snakemake failed ({res.returncode}):\n{log}\n{slurm_logs}"
+    assert res.returncode == 0, f"snakemake failed ({res.returncode}):\n{log}\n{slurm_logs}"
 
     # Every job was submitted to SLURM, and ran inside that SLURM job.
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)

@@ -46,16 +46,42 @@ def test_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):
         write_config(work, _config())
     snakemake(local)
 
-    cmd = ["timeout", "-s", "INT", "-k", "30", str(TIMEOUT_S), sys.executable, "-m", "snakemake",
-           "--profile", str(REPO / "profiles/slurm"), "--profile", str(REPO / "profiles/slurm-local"),
-           "--workflow-profile", "none", "--configfile", "config.yaml"]
-    proc = subprocess.run(cmd, cwd=cluster, env=slurm_cluster.env(), capture_output=True, text=True,
-                          timeout=TIMEOUT_S + 60)
+    cmd = [
+        "timeout",
+        "-s",
+        "INT",
+        "-k",
+        "30",
+        str(TIMEOUT_S),
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--profile",
+        str(REPO / "profiles/slurm"),
+        "--profile",
+        str(REPO / "profiles/slurm-local"),
+        "--workflow-profile",
+        "none",
+        "--configfile",
+        "config.yaml",
+    ]
+    proc = subprocess.run(
+        cmd,
+        cwd=cluster,
+        env=slurm_cluster.env(),
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S + 60,
+    )
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-8000:]
 
     # every job (all but the target-only rule `all`) was submitted to SLURM and completed there
-    stats = dict(re.findall(r"^(\w+)\s+(\d+)$", log.split("Job stats:", 1)[1].split("Select jobs", 1)[0], re.M))
+    stats = dict(
+        re.findall(
+            r"^(\w+)\s+(\d+)$", log.split("Job stats:", 1)[1].split("Select jobs", 1)[0], re.M
+        )
+    )
     n_jobs = sum(int(v) for k, v in stats.items() if k not in ("total", "all"))
     submitted = re.findall(r"Job \d+ has been submitted with SLURM jobid (\d+)", log)
     assert len(submitted) == n_jobs >= 8, (stats, submitted)
@@ -68,15 +94,26 @@ def test_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     shard_jobs = [j for j in submitted if info[j].get("Comment", "").startswith("rule_shard")]
     assert shard_jobs and all("gres/gpu" not in info[j]["AllocTRES"] for j in shard_jobs)
     # the folder to colorize went out as two chunk jobs with a GPU each, gathered by one more
-    chunk_jobs = [j for j in submitted if info[j].get("Comment", "").startswith("rule_colorize_folder")]
-    assert len(chunk_jobs) == 2 and all("gres/gpu=1" in info[j]["AllocTRES"].split(",") for j in chunk_jobs), info
+    chunk_jobs = [
+        j for j in submitted if info[j].get("Comment", "").startswith("rule_colorize_folder")
+    ]
+    assert len(chunk_jobs) == 2 and all(
+        "gres/gpu=1" in info[j]["AllocTRES"].split(",") for j in chunk_jobs
+    ), info
     assert stats.get("colorize_status") == "1", stats
 
     # the cluster's results equal the local run's
     for name in ("manifest.tsv", "summary.tsv"):
-        assert (cluster / "results/tiny" / name).read_text() == (local / "results/tiny" / name).read_text()
-    status = [(w / "results/tiny/colorized/unet/status.tsv").read_text().splitlines() for w in (local, cluster)]
-    assert len(status[0]) == len(status[1]) == 9 and all("\tok\t" in row for row in status[1][1:]), status
+        assert (cluster / "results/tiny" / name).read_text() == (
+            local / "results/tiny" / name
+        ).read_text()
+    status = [
+        (w / "results/tiny/colorized/unet/status.tsv").read_text().splitlines()
+        for w in (local, cluster)
+    ]
+    assert len(status[0]) == len(status[1]) == 9 and all(
+        "\tok\t" in row for row in status[1][1:]
+    ), status
     a, b = _shards(local), _shards(cluster)
     assert a.keys() == b.keys()
     for k in a:
@@ -93,4 +130,6 @@ def test_workflow_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     for ra, rb in zip(ea[1:], eb[1:]):
         va, vb = ra.split("\t"), rb.split("\t")
         assert va[0] == vb[0]
-        np.testing.assert_allclose([float(x) for x in va[1:]], [float(x) for x in vb[1:]], rtol=1e-3, atol=1e-3)
+        np.testing.assert_allclose(
+            [float(x) for x in va[1:]], [float(x) for x in vb[1:]], rtol=1e-3, atol=1e-3
+        )

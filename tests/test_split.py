@@ -8,7 +8,9 @@ SHARDS = {"train": 8, "val": 2, "test": 2}
 
 
 def _assign_all(paths, seed=0):
-    return {p: assign(p, val_fraction=0.1, test_fraction=0.1, shards=SHARDS, seed=seed) for p in paths}
+    return {
+        p: assign(p, val_fraction=0.1, test_fraction=0.1, shards=SHARDS, seed=seed) for p in paths
+    }
 
 
 def test_split_is_deterministic_and_independent_of_the_rest_of_the_set():
@@ -34,18 +36,32 @@ def test_fractions_and_shards_are_respected():
 def test_stratified_split_gives_every_source_its_share_and_a_test_photo():
     from colorize.split import assign_stratified
 
-    sources = {"big": [f"big/{i}.jpg" for i in range(200)], "small": ["small/a.jpg", "small/b.jpg", "small/c.jpg"],
-               "one": ["one/x.jpg"]}
+    sources = {
+        "big": [f"big/{i}.jpg" for i in range(200)],
+        "small": ["small/a.jpg", "small/b.jpg", "small/c.jpg"],
+        "one": ["one/x.jpg"],
+    }
     shards = {"train": 4, "val": 2, "test": 1}
     got = assign_stratified(sources, val_fraction=0.1, test_fraction=0.05, shards=shards, seed=0)
     assert set(got) == {r for rels in sources.values() for r in rels}
     splits = {name: [got[r][0] for r in rels] for name, rels in sources.items()}
-    assert splits["big"].count("test") == 10 and splits["big"].count("val") == 20  # exactly round(n * fraction)
-    assert sorted(splits["small"]) == ["test", "train", "val"]  # a small source still gets a test photo
+    assert (
+        splits["big"].count("test") == 10 and splits["big"].count("val") == 20
+    )  # exactly round(n * fraction)
+    assert sorted(splits["small"]) == [
+        "test",
+        "train",
+        "val",
+    ]  # a small source still gets a test photo
     assert splits["one"] == ["train"]  # a single photo trains
     assert all(0 <= got[r][1] < shards[got[r][0]] for r in got)
-    again = assign_stratified(dict(reversed(list(sources.items()))), val_fraction=0.1, test_fraction=0.05,
-                              shards=shards, seed=0)
+    again = assign_stratified(
+        dict(reversed(list(sources.items()))),
+        val_fraction=0.1,
+        test_fraction=0.05,
+        shards=shards,
+        seed=0,
+    )
     assert again == got  # deterministic, whatever the order of the sources
     other = assign_stratified(sources, val_fraction=0.1, test_fraction=0.05, shards=shards, seed=1)
     assert other != got

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 
+import colorize.train as train_module
 from colorize import quantize as q
 from colorize.checkpoint import FORMAT_VERSION, load_checkpoint
 from colorize.colorspace import AB_SCALE, normalize_ab, rgb_to_lab
@@ -22,7 +23,6 @@ from colorize.data import InMemoryDataset
 from colorize.device import seed_everything
 from colorize.models import ModelConfig, build_model, init_logits_to
 from colorize.shards import ShardWriter
-import colorize.train as train_module
 from colorize.train import HISTORY_COLUMNS, TrainConfig, loss_for, split_settings, train
 from helpers import TINY_UNET, Bag, kept_logging, smooth_image
 
@@ -64,8 +64,19 @@ def test_a_few_steps_lower_the_loss(shards):
 
 def test_train_writes_outputs_and_a_weights_only_checkpoint(shards, tmp_path):
     out = tmp_path / "run"
-    summary = train(TINY_UNET, tiny_cfg(epochs=3, crop_size=24), shards["train"], shards["val"], out, progress=False)
-    assert summary["epochs_completed"] == 3 and summary["train_images"] == 11 and summary["val_images"] == 3
+    summary = train(
+        TINY_UNET,
+        tiny_cfg(epochs=3, crop_size=24),
+        shards["train"],
+        shards["val"],
+        out,
+        progress=False,
+    )
+    assert (
+        summary["epochs_completed"] == 3
+        and summary["train_images"] == 11
+        and summary["val_images"] == 3
+    )
     assert summary["device"] == "cpu" and summary["resumed_from_epoch"] is None
 
     ckpt = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)
@@ -108,7 +119,9 @@ def test_resume_continues_with_saved_optimizer_state(shards, tmp_path, monkeypat
 
     monkeypatch.setattr(train_module, "_train_one_epoch", spy)
     with caplog.at_level(logging.INFO, logger="colorize.train"):
-        summary = train(TINY_UNET, tiny_cfg(epochs=4), shards["train"], shards["val"], out, progress=False)
+        summary = train(
+            TINY_UNET, tiny_cfg(epochs=4), shards["train"], shards["val"], out, progress=False
+        )
     assert "continuing at epoch 3" in caplog.text
     assert summary["resumed_from_epoch"] == 2 and summary["epochs_completed"] == 4
     assert seen["epoch"] == 3
@@ -135,14 +148,18 @@ def test_resume_continues_with_saved_optimizer_state(shards, tmp_path, monkeypat
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
 
 
-def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(shards, tmp_path, caplog):
+def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(
+    shards, tmp_path, caplog
+):
     out = tmp_path / "run"
     train(TINY_UNET, tiny_cfg(epochs=1), shards["train"], shards["val"], out, progress=False)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
     del ckpt["train_config"]["gpus"]  # as saved before `gpus` existed
     torch.save(ckpt, out / "checkpoint.pt")
     with caplog.at_level(logging.INFO, logger="colorize.train"):
-        summary = train(TINY_UNET, tiny_cfg(epochs=2), shards["train"], shards["val"], out, progress=False)
+        summary = train(
+            TINY_UNET, tiny_cfg(epochs=2), shards["train"], shards["val"], out, progress=False
+        )
     assert summary["resumed_from_epoch"] == 1 and "starting over" not in caplog.text
 
 
@@ -161,7 +178,9 @@ def test_a_run_trained_otherwise_starts_over(shards, tmp_path, caplog, change):
         summary = train(model_cfg, train_cfg, train_shards, shards["val"], out, progress=False)
     assert "starting over" in caplog.text and summary["resumed_from_epoch"] is None
     ckpt = torch.load(out / "checkpoint.pt", weights_only=True)
-    assert ckpt["model_config"] == model_cfg.to_dict() and [row["epoch"] for row in ckpt["history"]] == [1, 2]
+    assert ckpt["model_config"] == model_cfg.to_dict() and [
+        row["epoch"] for row in ckpt["history"]
+    ] == [1, 2]
 
 
 KILLABLE = """
@@ -178,7 +197,14 @@ train(ModelConfig(arch="unet", base_channels=4, depth=2),
 
 def test_killed_training_process_resumes_from_its_last_checkpoint(shards, tmp_path, caplog):
     out = tmp_path / "run"
-    argv = [sys.executable, "-c", KILLABLE, *map(str, shards["train"]), str(shards["val"][0]), str(out)]
+    argv = [
+        sys.executable,
+        "-c",
+        KILLABLE,
+        *map(str, shards["train"]),
+        str(shards["val"][0]),
+        str(out),
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         deadline = time.monotonic() + 60
@@ -196,7 +222,12 @@ def test_killed_training_process_resumes_from_its_last_checkpoint(shards, tmp_pa
 
     with caplog.at_level(logging.INFO, logger="colorize.train"):
         summary = train(
-            TINY_UNET, tiny_cfg(epochs=done + 2, lr=1e-3), shards["train"], shards["val"], out, progress=False
+            TINY_UNET,
+            tiny_cfg(epochs=done + 2, lr=1e-3),
+            shards["train"],
+            shards["val"],
+            out,
+            progress=False,
         )
     assert f"continuing at epoch {done + 1}" in caplog.text
     assert summary["resumed_from_epoch"] == done and summary["epochs_completed"] == done + 2
@@ -209,7 +240,11 @@ def test_no_validation_images(shards, tmp_path, val):
     out = tmp_path / "run"
     val_shards = [] if val == "none" else [shards["empty"]]
     summary = train(TINY_UNET, tiny_cfg(epochs=2), shards["train"], val_shards, out, progress=False)
-    assert summary["val_images"] == 0 and summary["val_psnr"] is None and summary["best_val_psnr"] is None
+    assert (
+        summary["val_images"] == 0
+        and summary["val_psnr"] is None
+        and summary["best_val_psnr"] is None
+    )
     rows = [r.split("\t") for r in (out / "history.tsv").read_text().splitlines()[1:]]
     assert [r[2:4] for r in rows] == [["", ""], ["", ""]]
     _, best = load_checkpoint(out / "best.pt")
@@ -224,14 +259,27 @@ def test_early_stopping_on_validation_psnr(shards, tmp_path, monkeypatch):
         return 0.1, next(psnrs), 3
 
     monkeypatch.setattr(train_module, "evaluate", fake_evaluate)
-    summary = train(TINY_UNET, tiny_cfg(epochs=6, patience=2), shards["train"], shards["val"], tmp_path, progress=False)
-    assert summary["stopped_early"] and summary["epochs_completed"] == 4 and summary["best_val_psnr"] == 21.0
+    summary = train(
+        TINY_UNET,
+        tiny_cfg(epochs=6, patience=2),
+        shards["train"],
+        shards["val"],
+        tmp_path,
+        progress=False,
+    )
+    assert (
+        summary["stopped_early"]
+        and summary["epochs_completed"] == 4
+        and summary["best_val_psnr"] == 21.0
+    )
     _, best = load_checkpoint(tmp_path / "best.pt")
     assert best["epoch"] == 2
 
 
 def test_a_non_finite_training_loss_is_an_error(shards, tmp_path, monkeypatch):
-    monkeypatch.setattr(train_module, "loss_for", lambda cfg: lambda out, ab: (out - ab).pow(2).mean() / 0)
+    monkeypatch.setattr(
+        train_module, "loss_for", lambda cfg: lambda out, ab: (out - ab).pow(2).mean() / 0
+    )
     with pytest.raises(FloatingPointError, match="epoch 1 step 1"):
         train(TINY_UNET, tiny_cfg(), shards["train"], [], tmp_path, progress=False)
     assert not (tmp_path / "checkpoint.pt").exists()
@@ -252,7 +300,9 @@ def test_a_few_zhang_training_steps_lower_the_loss():
     ab = normalize_ab(torch.from_numpy(np.moveaxis(lab[..., 1:], -1, 1)).float())
     cfg = ModelConfig(arch="unet", loss="zhang", base_channels=4, depth=2)
     model = build_model(cfg)
-    prior = q.smooth_prior(np.bincount(q.quantize(lab[..., 1:]).ravel(), minlength=Q), q.gamut_bins())
+    prior = q.smooth_prior(
+        np.bincount(q.quantize(lab[..., 1:]).ravel(), minlength=Q), q.gamut_bins()
+    )
     loss_fn = loss_for(cfg, prior)
     losses = adam_steps(model, loss_fn, L, ab, lr=1e-2, steps=20)
     assert losses[-1] < 0.95 * losses[0], losses
@@ -270,20 +320,28 @@ def test_zhang_training_caches_the_prior_and_the_checkpoint_loads_safely(tmp_pat
         path = tmp_path / f"{split}-000.h5"
         with ShardWriter(path, 16, split) as w:
             for i in range(n):
-                w.append(colourful_lab(100 * (split == "val") + i), f"{split}/{i}.png", f"{split}{i:060d}")
+                w.append(
+                    colourful_lab(100 * (split == "val") + i),
+                    f"{split}/{i}.png",
+                    f"{split}{i:060d}",
+                )
         shards[split] = [path]
     model_cfg, train_cfg = split_settings(
         dict(arch="unet", base_channels=4, depth=2, loss="zhang", temperature=0.3, epochs=2, batch_size=2,
              num_workers=0, log_interval=0)
     )  # fmt: skip
-    summary = train(model_cfg, train_cfg, shards["train"], shards["val"], tmp_path / "run", progress=False)
+    summary = train(
+        model_cfg, train_cfg, shards["train"], shards["val"], tmp_path / "run", progress=False
+    )
     assert summary["epochs_completed"] == 2 and (tmp_path / "run" / "ab_prior.pt").exists()
 
     model, ckpt = load_checkpoint(tmp_path / "run" / "checkpoint.pt")  # weights_only=True inside
     assert ckpt["model_config"]["loss"] == "zhang" and model.head.temperature == 0.3
     prior = torch.load(tmp_path / "run" / "ab_prior.pt", weights_only=True)["prior"]
     torch.testing.assert_close(model.head.prior.double(), prior, rtol=1e-6, atol=1e-9)
-    assert model.head.prior[q.gamut_bins().tolist().index([0, 0])] < 0.5  # colourful images: not all gray
+    assert (
+        model.head.prior[q.gamut_bins().tolist().index([0, 0])] < 0.5
+    )  # colourful images: not all gray
     with torch.inference_mode():
         ab = model.ab_from_output(model(torch.zeros(1, 1, 16, 16)))
     assert ab.shape == (1, 2, 16, 16) and ab.abs().max() * AB_SCALE <= 130
@@ -295,17 +353,37 @@ def test_zhang_training_caches_the_prior_and_the_checkpoint_loads_safely(tmp_pat
 def test_fine_tuning_starts_from_a_checkpoint(effnet_shards, tmp_path):
     train_shards, val_shards = effnet_shards
     cfg = ModelConfig(arch="effnet_unet")
-    train(cfg, TrainConfig(epochs=2, batch_size=4, num_workers=0, log_interval=0, lr=3e-3), train_shards,
-                 val_shards, tmp_path / "base", progress=False)
+    train(
+        cfg,
+        TrainConfig(epochs=2, batch_size=4, num_workers=0, log_interval=0, lr=3e-3),
+        train_shards,
+        val_shards,
+        tmp_path / "base",
+        progress=False,
+    )
     start = tmp_path / "base" / "best.pt"
     tuned_dir = tmp_path / "tuned"
-    train(cfg, TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, lr=1e-12, init_from=str(start)),
-          train_shards, val_shards, tuned_dir, progress=False)
+    train(
+        cfg,
+        TrainConfig(
+            epochs=1, batch_size=4, num_workers=0, log_interval=0, lr=1e-12, init_from=str(start)
+        ),
+        train_shards,
+        val_shards,
+        tuned_dir,
+        progress=False,
+    )
     a, _ = load_checkpoint(start)
     b, _ = load_checkpoint(tuned_dir / "best.pt")
     fresh_dir = tmp_path / "fresh"
-    train(cfg, TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, lr=1e-12), train_shards,
-          val_shards, fresh_dir, progress=False)
+    train(
+        cfg,
+        TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, lr=1e-12),
+        train_shards,
+        val_shards,
+        fresh_dir,
+        progress=False,
+    )
     c, _ = load_checkpoint(fresh_dir / "best.pt")
     pa, pb, pc = (dict(m.named_parameters()) for m in (a, b, c))
     decoder = [k for k in pa if not k.startswith("encoder.")]
@@ -315,18 +393,31 @@ def test_fine_tuning_starts_from_a_checkpoint(effnet_shards, tmp_path):
     assert not all(torch.allclose(pa[k], pc[k], atol=1e-3) for k in decoder)
     # a checkpoint of another architecture is refused, naming what differs
     with pytest.raises(ValueError, match="arch"):
-        train(ModelConfig(arch="unet", base_channels=4, depth=2),
-              TrainConfig(epochs=1, batch_size=4, num_workers=0, log_interval=0, init_from=str(start)),
-              train_shards, val_shards, tmp_path / "other", progress=False)
+        train(
+            ModelConfig(arch="unet", base_channels=4, depth=2),
+            TrainConfig(
+                epochs=1, batch_size=4, num_workers=0, log_interval=0, init_from=str(start)
+            ),
+            train_shards,
+            val_shards,
+            tmp_path / "other",
+            progress=False,
+        )
 
 
 # --- settings, Snakemake wrapper -----------------------------------------------------------------
 
 
 def test_split_settings_assigns_keys_and_names_unknown_ones():
-    model_cfg, train_cfg = split_settings({"arch": "unet", "depth": 3, "lr": 0.01, "epochs": 5}, "big")
+    model_cfg, train_cfg = split_settings(
+        {"arch": "unet", "depth": 3, "lr": 0.01, "epochs": 5}, "big"
+    )
     assert model_cfg == ModelConfig(arch="unet", depth=3)
-    assert train_cfg.lr == 0.01 and train_cfg.epochs == 5 and train_cfg.batch_size == TrainConfig().batch_size
+    assert (
+        train_cfg.lr == 0.01
+        and train_cfg.epochs == 5
+        and train_cfg.batch_size == TrainConfig().batch_size
+    )
     with pytest.raises(ValueError, match=r"model 'big'.*\['learning_rate'\]"):
         split_settings({"arch": "unet", "learning_rate": 0.01}, "big")
 
@@ -340,9 +431,18 @@ def test_train_config_defaults_follow_the_seed():
 def test_snakemake_script_trains_and_resumes_after_outputs_are_deleted(shards, tmp_path):
     out = tmp_path / "results" / "models" / "tiny"
     outputs = Bag(
-        checkpoint=str(out / "checkpoint.pt"), history=str(out / "history.tsv"), curve=str(out / "loss_curve.png")
+        checkpoint=str(out / "checkpoint.pt"),
+        history=str(out / "history.tsv"),
+        curve=str(out / "loss_curve.png"),
     )
-    settings = {"arch": "unet", "base_channels": 4, "depth": 2, "epochs": 2, "batch_size": 4, "num_workers": 0}
+    settings = {
+        "arch": "unet",
+        "base_channels": 4,
+        "depth": 2,
+        "epochs": 2,
+        "batch_size": 4,
+        "num_workers": 0,
+    }
     smk = Bag(
         input=Bag(train=[str(p) for p in shards["train"]], val=[str(p) for p in shards["val"]]),
         output=outputs,
@@ -367,10 +467,14 @@ def test_snakemake_script_trains_and_resumes_after_outputs_are_deleted(shards, t
         settings["epochs"] = 3
         runpy.run_path(script, init_globals={"snakemake": smk}, run_name="__main__")
         assert "continuing at epoch 3" in Path(smk.log[0]).read_text()
-        assert [r["epoch"] for r in torch.load(outputs.checkpoint, weights_only=True)["history"]] == [1, 2, 3]
+        assert [
+            r["epoch"] for r in torch.load(outputs.checkpoint, weights_only=True)["history"]
+        ] == [1, 2, 3]
 
         settings["bogus"] = 1
         with pytest.raises(ValueError, match="'tiny'.*'bogus'") as err:
             runpy.run_path(script, init_globals={"snakemake": smk}, run_name="__main__")
-        sys.excepthook(err.type, err.value, err.tb)  # what the interpreter does with an uncaught error
+        sys.excepthook(
+            err.type, err.value, err.tb
+        )  # what the interpreter does with an uncaught error
         assert "'bogus'" in Path(smk.log[0]).read_text()  # the job's log names the bad key

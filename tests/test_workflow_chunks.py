@@ -12,7 +12,14 @@ import pytest
 from colorize.chunks import chunk_of
 from colorize.tsv import read_tsv
 from conftest import colour_photo, save
-from workflow_utils import copy_workflow, planned_jobs, planned_outputs, snakemake, tiny_config, write_config
+from workflow_utils import (
+    copy_workflow,
+    planned_jobs,
+    planned_outputs,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +47,12 @@ def runs(tmp_path_factory):
         save(scans / f"p{i}.jpg", colour_photo(30 + i, 40, seed=20 + i))
     for name, chunks in (("one", 1), ("chunked", N)):
         work = copy_workflow(base / name)
-        config = tiny_config("../photos", run_models=[], shipped_model=True,
-                             colorize={"input_dir": "../scans", "chunks": chunks})
+        config = tiny_config(
+            "../photos",
+            run_models=[],
+            shipped_model=True,
+            colorize={"input_dir": "../scans", "chunks": chunks},
+        )
         config["runtime"]["colorize_batch_size"] = 2
         write_config(work, config)
         snakemake(work, TARGET)
@@ -50,7 +61,11 @@ def runs(tmp_path_factory):
 
 def images(work) -> dict[str, bytes]:
     root = work / RESULTS / "images"
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def clone(runs, tmp_path):
@@ -62,7 +77,15 @@ def clone(runs, tmp_path):
 def test_chunks_write_the_bytes_and_the_status_table_of_one_job(runs):
     one, chunked = runs / "one", runs / "chunked"
     assert images(chunked) == images(one)
-    assert sorted(images(one)) == ["a.png", "old/scan1.png", "p0.jpg", "p1.jpg", "p2.jpg", "p3.jpg", "scan2.jpg"]
+    assert sorted(images(one)) == [
+        "a.png",
+        "old/scan1.png",
+        "p0.jpg",
+        "p1.jpg",
+        "p2.jpg",
+        "p3.jpg",
+        "scan2.jpg",
+    ]
     assert (chunked / TARGET).read_bytes() == (one / TARGET).read_bytes()
     assert len(read_tsv(chunked / TARGET)) == 9
     assert sum(len(read_tsv(chunked / chunk_table(k))) for k in range(1, N + 1)) == 9
@@ -83,7 +106,9 @@ def test_a_lost_chunk_reruns_alone_and_redoes_only_its_missing_photo(runs, tmp_p
     log = (work / f"results/tiny/logs/colorize/shipped/chunk-{k}-of-{N}.log").read_text()
     assert f"resuming: {n_ok - 1} of " in log
     after = images(work)
-    assert [name for name in before if after.get(name) != before[name]] == [] and after.keys() == before.keys()
+    assert [
+        name for name in before if after.get(name) != before[name]
+    ] == [] and after.keys() == before.keys()
     assert (work / TARGET).read_bytes() == (runs / "one" / TARGET).read_bytes()
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from conftest import REPO
 from colorize.workflow_config import (
     ConfigError,
     check_model_selection,
@@ -21,11 +20,18 @@ from colorize.workflow_config import (
     use_whole_model_entries,
     validate,
 )
+from conftest import REPO
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
-DEMO = {"dataset": {"name": "builtin", "source": "builtin"}, "image_size": 256,
-        "run_models": ["seed_ae", "unet"],
-        "models": {"seed_ae": {"arch": "seed_ae", "crop_size": 128}, "unet": {"arch": "unet", "crop_size": 128}}}
+DEMO = {
+    "dataset": {"name": "builtin", "source": "builtin"},
+    "image_size": 256,
+    "run_models": ["seed_ae", "unet"],
+    "models": {
+        "seed_ae": {"arch": "seed_ae", "crop_size": 128},
+        "unet": {"arch": "unet", "crop_size": 128},
+    },
+}
 
 
 def write(path, content):
@@ -57,12 +63,17 @@ def test_overrides_are_what_the_files_do_not_give():
 
 def test_layers_put_the_workflow_config_first_and_drop_it_when_replaced(tmp_path):
     own = write(tmp_path / "config.yaml", DEMO)
-    preset = write(tmp_path / "preset.yaml", {"image_size": 64, "run_models": ["small"],
-                                              "models": {"small": {"arch": "unet"}}})
+    preset = write(
+        tmp_path / "preset.yaml",
+        {"image_size": 64, "run_models": ["small"], "models": {"small": {"arch": "unet"}}},
+    )
     # workflow.configfiles lists the --configfile files first, then the workflow's own
     config = snakemake_merge(DEMO, yaml.safe_load(preset.read_text()))
     layers = config_layers([preset, own], own, config)
-    assert [(lay.path.name, lay.given) for lay in layers] == [("config.yaml", False), ("preset.yaml", True)]
+    assert [(lay.path.name, lay.given) for lay in layers] == [
+        ("config.yaml", False),
+        ("preset.yaml", True),
+    ]
     # --replace-workflow-config: the config holds only the preset's values
     replaced = yaml.safe_load(preset.read_text())
     assert [lay.path.name for lay in config_layers([preset, own], own, replaced)] == ["preset.yaml"]
@@ -72,7 +83,11 @@ def test_layers_put_the_workflow_config_first_and_drop_it_when_replaced(tmp_path
 
 def test_a_model_entry_is_taken_whole_from_the_last_file_and_cli_values_apply_on_top(tmp_path):
     own = write(tmp_path / "config.yaml", DEMO)
-    mine = {"image_size": 64, "run_models": ["seed_ae"], "models": {"seed_ae": {"arch": "seed_ae", "epochs": 1}}}
+    mine = {
+        "image_size": 64,
+        "run_models": ["seed_ae"],
+        "models": {"seed_ae": {"arch": "seed_ae", "epochs": 1}},
+    }
     path = write(tmp_path / "mine.yaml", mine)
     cli = {"models": {"seed_ae": {"lr": 0.5}}}
     config = snakemake_merge(DEMO, mine, cli)
@@ -82,7 +97,9 @@ def test_a_model_entry_is_taken_whole_from_the_last_file_and_cli_values_apply_on
     assert found == cli
     use_whole_model_entries(config, layers, found)
     assert config["models"]["seed_ae"] == {"arch": "seed_ae", "epochs": 1, "lr": 0.5}
-    assert config["models"]["unet"] == DEMO["models"]["unet"]  # the demo's other model stays defined
+    assert (
+        config["models"]["unet"] == DEMO["models"]["unet"]
+    )  # the demo's other model stays defined
 
 
 def test_a_configfile_that_defines_models_must_say_which_run(tmp_path):
@@ -91,7 +108,9 @@ def test_a_configfile_that_defines_models_must_say_which_run(tmp_path):
     path = write(tmp_path / "mine.yaml", mine)
     config = snakemake_merge(DEMO, mine)
     layers = config_layers([path, own], own, config)
-    with pytest.raises(ConfigError, match=r"config key run_models: .*mine.yaml defines models \(small\)"):
+    with pytest.raises(
+        ConfigError, match=r"config key run_models: .*mine.yaml defines models \(small\)"
+    ):
         check_model_selection(config, layers, {})
     check_model_selection(config, layers, {"run_models": ["small"]})  # given with --config
     write(path, {**mine, "run_models": ["small"]})
@@ -112,7 +131,9 @@ def test_validate_names_every_bad_key_at_once_and_fills_defaults():
 
 def test_selected_models_must_be_defined():
     assert selected_models({"run_models": None, "models": {"a": {}, "b": {}}}) == ["a", "b"]
-    with pytest.raises(ConfigError, match="config key run_models: 'nope' not defined under models:"):
+    with pytest.raises(
+        ConfigError, match="config key run_models: 'nope' not defined under models:"
+    ):
         selected_models({"run_models": ["a", "nope"], "models": {"a": {}}})
 
 
@@ -122,15 +143,39 @@ def defaults(**changes):
     return config
 
 
-@pytest.mark.parametrize("changes, message", [
-    ({"split": {"val_fraction": 0.5, "test_fraction": 0.5}}, "split.val_fraction + split.test_fraction must be below 1"),
-    ({"colorize": {"input_dir": "/no/such/folder"}}, "colorize.input_dir '/no/such/folder' is not an existing folder"),
-    ({"dataset": {"source": "/no/such/folder"}}, "dataset.source '/no/such/folder' is not 'builtin'"),
-    ({"eval_sets": {"odd": "/no/such/folder"}}, "eval_sets.odd '/no/such/folder' is not an existing folder"),
-    ({"runtime": {"models": {"unett": {}}}}, "config key runtime.models.unett: no model 'unett'"),
-    ({"image_size": 64}, "config key models.seed_ae.crop_size: 128 is larger than image_size 64"),
-    ({"models": {"shipped": {"arch": "unet"}}, "run_models": ["shipped"]}, "config key models.shipped: the name is taken"),
-])
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (
+            {"split": {"val_fraction": 0.5, "test_fraction": 0.5}},
+            "split.val_fraction + split.test_fraction must be below 1",
+        ),
+        (
+            {"colorize": {"input_dir": "/no/such/folder"}},
+            "colorize.input_dir '/no/such/folder' is not an existing folder",
+        ),
+        (
+            {"dataset": {"source": "/no/such/folder"}},
+            "dataset.source '/no/such/folder' is not 'builtin'",
+        ),
+        (
+            {"eval_sets": {"odd": "/no/such/folder"}},
+            "eval_sets.odd '/no/such/folder' is not an existing folder",
+        ),
+        (
+            {"runtime": {"models": {"unett": {}}}},
+            "config key runtime.models.unett: no model 'unett'",
+        ),
+        (
+            {"image_size": 64},
+            "config key models.seed_ae.crop_size: 128 is larger than image_size 64",
+        ),
+        (
+            {"models": {"shipped": {"arch": "unet"}}, "run_models": ["shipped"]},
+            "config key models.shipped: the name is taken",
+        ),
+    ],
+)
 def test_settings_that_would_fail_later_are_named(changes, message):
     config = defaults(**changes)
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("+", r"\+")):
@@ -148,8 +193,12 @@ def test_prepare_returns_the_run_models_of_a_real_preset(tmp_path):
     run = prepare(config, [preset, own], own, SCHEMA)
     assert run == yaml.safe_load(preset.read_text())["run_models"]
     entry = yaml.safe_load(preset.read_text())["models"]["seed_ae"]
-    assert entry.items() <= config["models"]["seed_ae"].items()  # the preset's, plus the schema's defaults
-    assert "crop_size" not in entry and config["models"]["seed_ae"]["crop_size"] == 0  # not the demo's 128
+    assert (
+        entry.items() <= config["models"]["seed_ae"].items()
+    )  # the preset's, plus the schema's defaults
+    assert (
+        "crop_size" not in entry and config["models"]["seed_ae"]["crop_size"] == 0
+    )  # not the demo's 128
 
 
 def test_several_sources_are_named_folders_and_a_missing_one_names_its_key(tmp_path):
@@ -159,9 +208,15 @@ def test_several_sources_are_named_folders_and_a_missing_one_names_its_key(tmp_p
     (tmp_path / "x/b").mkdir(parents=True)
     assert source_folders("builtin") is None and source_folders(str(tmp_path)) is None
     assert source_folders([str(tmp_path / "a"), str(tmp_path / "x/b") + "/"]) == {
-        "a": str(tmp_path / "a"), "b": str(tmp_path / "x/b") + "/"}
-    assert source_folders({"one": str(tmp_path / "a"), "gone": None}) == {"one": str(tmp_path / "a")}
-    with pytest.raises(ConfigError, match="config key dataset.source.two: folder '/no/such' does not exist"):
+        "a": str(tmp_path / "a"),
+        "b": str(tmp_path / "x/b") + "/",
+    }
+    assert source_folders({"one": str(tmp_path / "a"), "gone": None}) == {
+        "one": str(tmp_path / "a")
+    }
+    with pytest.raises(
+        ConfigError, match="config key dataset.source.two: folder '/no/such' does not exist"
+    ):
         source_folders({"one": str(tmp_path / "a"), "two": "/no/such"})
     with pytest.raises(ConfigError, match="several folders are named a"):
         source_folders([str(tmp_path / "a"), str(tmp_path / "x/a")])

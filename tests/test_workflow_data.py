@@ -61,7 +61,9 @@ def test_a_photo_reruns_its_shard_by_content_and_no_other(photo_dir, tmp_path):
     assert rebuilt == [f"{row['split']}-{row['shard']}.h5"]
     new = next(r for r in read_tsv(work / "results/tiny/scan.tsv") if r["relpath"] == photo)
     with h5py.File(shards / rebuilt[0]) as f:
-        sha = dict(zip((s.decode() for s in f["relpath"][...]), (s.decode() for s in f["sha256"][...])))
+        sha = dict(
+            zip((s.decode() for s in f["relpath"][...]), (s.decode() for s in f["sha256"][...]))
+        )
     assert sha[photo] == new["sha256"] != row["sha256"]
     assert planned_jobs(work, target) == {}
 
@@ -124,7 +126,14 @@ def test_real_world_names_and_links_through_the_data_stages(tmp_path):
 
     root = tmp_path / "photos"
     make_good_images(root, n=4)
-    odd = ["two  spaces.jpg", " leading.jpg", "trailing .jpg", "tab\there.jpg", "new\nline.jpg", "ünï 写真.png"]
+    odd = [
+        "two  spaces.jpg",
+        " leading.jpg",
+        "trailing .jpg",
+        "tab\there.jpg",
+        "new\nline.jpg",
+        "ünï 写真.png",
+    ]
     for i, name in enumerate(odd):
         save(root / name, colour_photo(64, 80, seed=50 + i))
     save(root / os.fsdecode(b"caf\xe9.jpg"), colour_photo(64, 80, seed=70))
@@ -151,13 +160,19 @@ def test_real_world_names_and_links_through_the_data_stages(tmp_path):
     assert planned_jobs(work, "results/tiny/summary.tsv") == {}
 
 
-@pytest.mark.parametrize("override, key", [
-    ({"dataset": {"name": "..", "source": "builtin"}}, "dataset.name"),
-    ({"dataset": {"name": ".hidden", "source": "builtin"}}, "dataset.name"),
-    ({"dataset": {"name": "a/b", "source": "builtin"}}, "dataset.name"),
-    ({"image_size": 32, "models": {"m": {"arch": "unet", "crop_size": 64}}}, "models.m.crop_size"),
-    ({"models": {"..": {"arch": "unet"}}}, "models"),
-])
+@pytest.mark.parametrize(
+    "override, key",
+    [
+        ({"dataset": {"name": "..", "source": "builtin"}}, "dataset.name"),
+        ({"dataset": {"name": ".hidden", "source": "builtin"}}, "dataset.name"),
+        ({"dataset": {"name": "a/b", "source": "builtin"}}, "dataset.name"),
+        (
+            {"image_size": 32, "models": {"m": {"arch": "unet", "crop_size": 64}}},
+            "models.m.crop_size",
+        ),
+        ({"models": {"..": {"arch": "unet"}}}, "models"),
+    ],
+)
 def test_config_values_that_would_fail_later_fail_before_any_job(tmp_path, override, key):
     work = tmp_path / "work"
     work.mkdir()

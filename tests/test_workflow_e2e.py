@@ -18,7 +18,14 @@ import yaml
 
 from colorize.tsv import read_tsv
 from conftest import colour_photo, make_bad_images, make_good_images, save
-from workflow_utils import SNAKEMAKE, copy_workflow, planned_jobs, snakemake, tiny_config, write_config
+from workflow_utils import (
+    SNAKEMAKE,
+    copy_workflow,
+    planned_jobs,
+    snakemake,
+    tiny_config,
+    write_config,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -71,7 +78,10 @@ def test_whole_workflow_outputs(completed):
             n_test = f["L"].shape[0]
         assert int(summary[model]["n_images"]) == n_test
         assert (res / f"eval/{model}/grid.png").stat().st_size > 1000
-        status = {r["input"].rsplit("/", 1)[-1]: r for r in read_tsv(res / f"colorized/{model}/status.tsv")}
+        status = {
+            r["input"].rsplit("/", 1)[-1]: r
+            for r in read_tsv(res / f"colorized/{model}/status.tsv")
+        }
         assert status["broken.jpg"]["status"] != "ok" and status["scan2.jpg"]["status"] == "ok"
         assert (res / f"colorized/{model}/images/old/scan1.png").exists()
     html = (work / "report.html").read_text(errors="replace")
@@ -89,7 +99,10 @@ def test_the_default_run_also_evaluates_and_colorizes_with_the_shipped_model(com
     assert set(summary) == {"shipped", "gray"}
     assert float(summary["shipped"]["chroma_pred"]) > 0
     assert (res / "eval/shipped/grid.png").stat().st_size > 1000
-    status = {r["input"].rsplit("/", 1)[-1]: r["status"] for r in read_tsv(res / "colorized/shipped/status.tsv")}
+    status = {
+        r["input"].rsplit("/", 1)[-1]: r["status"]
+        for r in read_tsv(res / "colorized/shipped/status.tsv")
+    }
     assert status == {"scan1.png": "ok", "scan2.jpg": "ok", "broken.jpg": "failed"}
     assert "shipped" in (completed / "work/report.html").read_text(errors="replace")
 
@@ -103,8 +116,15 @@ def test_one_model_hyperparameter_retrains_only_that_model(completed, tmp_path):
     cfg["models"]["unet"]["lr"] = 0.002
     write_config(run / "work", cfg)
     jobs = planned_jobs(run / "work")
-    assert jobs == {"train": 1, "evaluate": 1, "grid": 1, "colorize_folder": 1, "colorize_status": 1, "overview": 1,
-                    "all": 1}, jobs
+    assert jobs == {
+        "train": 1,
+        "evaluate": 1,
+        "grid": 1,
+        "colorize_folder": 1,
+        "colorize_status": 1,
+        "overview": 1,
+        "all": 1,
+    }, jobs
 
 
 def test_image_size_rebuilds_shards_and_everything_downstream(completed, tmp_path):
@@ -113,7 +133,9 @@ def test_image_size_rebuilds_shards_and_everything_downstream(completed, tmp_pat
     write_config(run / "work", cfg)
     jobs = planned_jobs(run / "work")
     assert jobs.get("shard") == 4 and jobs.get("manifest") == 1 and jobs.get("train") == 2
-    assert jobs.get("evaluate") == 3 and jobs.get("grid") == 3  # two trained models and the shipped one
+    assert (
+        jobs.get("evaluate") == 3 and jobs.get("grid") == 3
+    )  # two trained models and the shipped one
 
 
 def test_resize_policy_rebuilds_shards(completed, tmp_path):
@@ -158,12 +180,20 @@ def test_killed_training_resumes_from_its_checkpoint(completed, tmp_path):
     cfg["models"] = {"unet": dict(cfg["models"]["unet"], epochs=400)}
     write_config(work, cfg)
     state = work / "results/tiny/models/unet/train_state/checkpoint.pt"
-    proc = subprocess.Popen([SNAKEMAKE, "--cores", "2", "--configfile", "config.yaml"], cwd=work,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+    proc = subprocess.Popen(
+        [SNAKEMAKE, "--cores", "2", "--configfile", "config.yaml"],
+        cwd=work,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
     t0 = time.time()
     while time.time() - t0 < 300:
-        if state.exists() and len(read_tsv(work / "results/tiny/models/unet/train_state/history.tsv")) >= 3:
+        if (
+            state.exists()
+            and len(read_tsv(work / "results/tiny/models/unet/train_state/history.tsv")) >= 3
+        ):
             break
         time.sleep(0.5)
     else:

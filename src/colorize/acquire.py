@@ -12,8 +12,15 @@ from .tsv import write_tsv
 log = logging.getLogger("colorize.acquire")
 
 
-def fetch_source(source: str, raw_dir, log_tsv, *, sha256: str | None = None, progress: bool = True,
-                 archive_limits: dict | None = None) -> None:
+def fetch_source(
+    source: str,
+    raw_dir,
+    log_tsv,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+    archive_limits: dict | None = None,
+) -> None:
     """``builtin`` -> scikit-image's photos; ``http(s)://...`` -> download (+ safe extraction).
 
     ``log_tsv`` records what was fetched: one row per file or URL, with its status.
@@ -23,13 +30,23 @@ def fetch_source(source: str, raw_dir, log_tsv, *, sha256: str | None = None, pr
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
     if source == "builtin":
-        rows = [{"source": "builtin", "relpath": p.name, "status": "ok"} for p in copy_builtin(raw_dir)]
+        rows = [
+            {"source": "builtin", "relpath": p.name, "status": "ok"} for p in copy_builtin(raw_dir)
+        ]
     elif source.startswith(("http://", "https://")):
         from .download import acquire
 
-        rows = [_record_row(r) for r in acquire(source, raw_dir, sha256=sha256, progress=progress,
-                                                max_total_bytes=limits.get("max_bytes"),
-                                                max_ratio=limits.get("max_ratio", DEFAULT_MAX_RATIO))]
+        rows = [
+            _record_row(r)
+            for r in acquire(
+                source,
+                raw_dir,
+                sha256=sha256,
+                progress=progress,
+                max_total_bytes=limits.get("max_bytes"),
+                max_ratio=limits.get("max_ratio", DEFAULT_MAX_RATIO),
+            )
+        ]
     else:
         raise ValueError(f"dataset.source {source!r}: not 'builtin' or an http(s):// URL")
     write_tsv(rows, log_tsv, ["source", "relpath", "status"])
@@ -39,7 +56,11 @@ def fetch_source(source: str, raw_dir, log_tsv, *, sha256: str | None = None, pr
 def _record_row(rec) -> dict:
     """Adapt one record returned by ``download.acquire`` to a log row."""
     if isinstance(rec, dict):
-        return {"source": rec.get("url", ""), "relpath": rec.get("relpath", ""), "status": rec.get("status", "ok")}
+        return {
+            "source": rec.get("url", ""),
+            "relpath": rec.get("relpath", ""),
+            "status": rec.get("status", "ok"),
+        }
     return {
         "source": getattr(rec, "url", ""),
         "relpath": str(getattr(rec, "relpath", getattr(rec, "path", ""))),

@@ -42,8 +42,16 @@ TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tbz", ".tar.xz
 ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 _COPY_BUFSIZE = 1 << 20
 # What a damaged member raises while being decompressed (bz2 raises a plain OSError).
-_READ_ERRORS = (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError,
-                NotImplementedError, RuntimeError)
+_READ_ERRORS = (
+    zipfile.BadZipFile,
+    tarfile.TarError,
+    EOFError,
+    zlib.error,
+    lzma.LZMAError,
+    OSError,
+    NotImplementedError,
+    RuntimeError,
+)
 
 
 class ArchiveError(ValueError):
@@ -130,9 +138,13 @@ def safe_extract(
         raise ArchiveError(f"{archive_path}: not a zip or tar archive")
     reader_cls = _ZipReader if kind == "zip" else _TarReader
     with reader_cls(archive_path) as reader:
-        members = _checked_members(archive_path, reader, dest, max_total_bytes, max_members, max_ratio)
+        members = _checked_members(
+            archive_path, reader, dest, max_total_bytes, max_members, max_ratio
+        )
         dest.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extracting", dir=dest.parent))
+        staging = Path(
+            tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".extracting", dir=dest.parent)
+        )
         try:
             _write_members(archive_path, members, reader, staging, max_total_bytes, max_ratio)
             dest.mkdir(exist_ok=True)
@@ -141,8 +153,13 @@ def safe_extract(
             shutil.rmtree(staging, ignore_errors=True)
 
     files = list(dict.fromkeys(m.relpath for m in members if not m.is_dir))
-    log.info("extracted %d files (%s) from %s into %s", len(files),
-             human_bytes(sum(m.size for m in members)), archive_path, dest_given)
+    log.info(
+        "extracted %d files (%s) from %s into %s",
+        len(files),
+        human_bytes(sum(m.size for m in members)),
+        archive_path,
+        dest_given,
+    )
     return [dest_given.joinpath(*p.parts) for p in files]
 
 
@@ -263,7 +280,9 @@ def _member_relpath(archive: Path, name: str) -> PurePosixPath:
         raise UnsafeArchiveError(archive, name, "absolute path")
     parts = [p for p in name.replace("\\", "/").split("/") if p not in ("", ".")]
     if ".." in parts:
-        raise UnsafeArchiveError(archive, name, "'..' in the path (it would escape the target folder)")
+        raise UnsafeArchiveError(
+            archive, name, "'..' in the path (it would escape the target folder)"
+        )
     return PurePosixPath(*parts)
 
 
@@ -274,27 +293,45 @@ def _ratio_limit(compressed: int, max_ratio: float) -> float:
 
 def _ratio_text(size: int, compressed: int, max_ratio: float) -> str:
     ratio = size / max(compressed, 1)
-    return (f"zip bomb: it inflates {ratio:,.0f}:1 ({human_bytes(size)} from {human_bytes(compressed)}), "
-            f"over the limit of {max_ratio:g}:1 (max_ratio; config dataset.archive.max_ratio)")
+    return (
+        f"zip bomb: it inflates {ratio:,.0f}:1 ({human_bytes(size)} from {human_bytes(compressed)}), "
+        f"over the limit of {max_ratio:g}:1 (max_ratio; config dataset.archive.max_ratio)"
+    )
 
 
-def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, max_members: int,
-                     max_ratio: float = DEFAULT_MAX_RATIO) -> list[_Member]:
-    cap_text = (f"the {human_bytes(max_total_bytes)} cap (max_total_bytes={max_total_bytes}; "
-                "config dataset.archive.max_bytes, default max_ratio x the archive's size)")
+def _checked_members(
+    archive: Path,
+    reader,
+    dest: Path,
+    max_total_bytes: int,
+    max_members: int,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> list[_Member]:
+    cap_text = (
+        f"the {human_bytes(max_total_bytes)} cap (max_total_bytes={max_total_bytes}; "
+        "config dataset.archive.max_bytes, default max_ratio x the archive's size)"
+    )
     if isinstance(reader, _ZipReader):  # everything is declared up front: check the whole at once
         infos = reader.infos
         if len(infos) > max_members:
-            raise UnsafeArchiveError(archive, None, f"{len(infos):,} members exceed the cap of {max_members:,} "
-                                                    "(max_members)")
+            raise UnsafeArchiveError(
+                archive,
+                None,
+                f"{len(infos):,} members exceed the cap of {max_members:,} (max_members)",
+            )
         declared = sum(i.file_size for i in infos)
         if declared > max_total_bytes:
             biggest = max(infos, key=lambda i: i.file_size)
-            raise UnsafeArchiveError(archive, biggest.filename,
-                                     f"zip bomb: uncompressed size {human_bytes(declared)} exceeds {cap_text}")
+            raise UnsafeArchiveError(
+                archive,
+                biggest.filename,
+                f"zip bomb: uncompressed size {human_bytes(declared)} exceeds {cap_text}",
+            )
         for i in infos:
             if i.file_size > _ratio_limit(i.compress_size, max_ratio):
-                raise UnsafeArchiveError(archive, i.filename, _ratio_text(i.file_size, i.compress_size, max_ratio))
+                raise UnsafeArchiveError(
+                    archive, i.filename, _ratio_text(i.file_size, i.compress_size, max_ratio)
+                )
 
     # Symlinks or files already in dest could redirect or block a member: check each target
     # then. A fresh (missing or empty) dest has none, and large archives skip the stat calls.
@@ -305,7 +342,9 @@ def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, ma
     total = 0
     for entry in reader.entries():
         if len(members) >= max_members:
-            raise UnsafeArchiveError(archive, entry.name, f"more members than the cap of {max_members:,} (max_members)")
+            raise UnsafeArchiveError(
+                archive, entry.name, f"more members than the cap of {max_members:,} (max_members)"
+            )
         if entry.kind not in ("file", "dir"):
             raise UnsafeArchiveError(archive, entry.name, f"{entry.kind} not allowed")
         relpath = _member_relpath(archive, entry.name)
@@ -313,16 +352,24 @@ def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, ma
         if not is_dir:
             total += entry.size
             if total > max_total_bytes:
-                raise UnsafeArchiveError(archive, entry.name, f"{reader.bomb_name}: uncompressed size reaches "
-                                                              f"{human_bytes(total)} here, over {cap_text}")
+                raise UnsafeArchiveError(
+                    archive,
+                    entry.name,
+                    f"{reader.bomb_name}: uncompressed size reaches "
+                    f"{human_bytes(total)} here, over {cap_text}",
+                )
         if not relpath.parts:
             if is_dir:
                 continue
             raise UnsafeArchiveError(archive, entry.name, "a file with an empty name")
         parents = set(relpath.parents)
         parents.discard(PurePosixPath("."))
-        if (relpath in (dir_paths if not is_dir else file_paths)) or not parents.isdisjoint(file_paths):
-            raise UnsafeArchiveError(archive, entry.name, "the same path is used as a file and as a folder")
+        if (relpath in (dir_paths if not is_dir else file_paths)) or not parents.isdisjoint(
+            file_paths
+        ):
+            raise UnsafeArchiveError(
+                archive, entry.name, "the same path is used as a file and as a folder"
+            )
         (dir_paths if is_dir else file_paths).add(relpath)
         dir_paths |= parents
         if dest_has_content:
@@ -331,12 +378,16 @@ def _checked_members(archive: Path, reader, dest: Path, max_total_bytes: int, ma
     return members
 
 
-def _check_target(archive: Path, name: str, relpath: PurePosixPath, is_dir: bool, dest: Path) -> None:
+def _check_target(
+    archive: Path, name: str, relpath: PurePosixPath, is_dir: bool, dest: Path
+) -> None:
     """Resolve the target (following symlinks already in dest): it must stay inside dest."""
     target = dest.joinpath(*relpath.parts)
     resolved = target.resolve()
     if not resolved.is_relative_to(dest):
-        raise UnsafeArchiveError(archive, name, f"its target resolves outside {dest}, to {resolved}")
+        raise UnsafeArchiveError(
+            archive, name, f"its target resolves outside {dest}, to {resolved}"
+        )
     for folder in [target.parent, *target.parent.parents]:
         if folder == dest:
             break
@@ -350,16 +401,28 @@ def _check_target(archive: Path, name: str, relpath: PurePosixPath, is_dir: bool
 # -- writing --------------------------------------------------------------------------------
 
 
-def _write_members(archive: Path, members: list[_Member], reader, staging: Path, max_total_bytes: int,
-                   max_ratio: float = DEFAULT_MAX_RATIO) -> None:
+def _write_members(
+    archive: Path,
+    members: list[_Member],
+    reader,
+    staging: Path,
+    max_total_bytes: int,
+    max_ratio: float = DEFAULT_MAX_RATIO,
+) -> None:
     staging_root = staging.resolve()
     written = 0
     for m in members:
-        member_limit = None if m.entry.compressed is None else _ratio_limit(m.entry.compressed, max_ratio)
+        member_limit = (
+            None if m.entry.compressed is None else _ratio_limit(m.entry.compressed, max_ratio)
+        )
         member_out = 0
         target = staging.joinpath(*m.relpath.parts)
-        if not target.resolve().is_relative_to(staging_root):  # ruled out by the checks; belt and braces
-            raise UnsafeArchiveError(archive, m.entry.name, "its target resolves outside the staging folder")
+        if not target.resolve().is_relative_to(
+            staging_root
+        ):  # ruled out by the checks; belt and braces
+            raise UnsafeArchiveError(
+                archive, m.entry.name, "its target resolves outside the staging folder"
+            )
         if m.is_dir:
             target.mkdir(parents=True, exist_ok=True)
             continue
@@ -368,25 +431,35 @@ def _write_members(archive: Path, members: list[_Member], reader, staging: Path,
             try:
                 src = reader.open(m)
             except _READ_ERRORS as e:
-                raise ArchiveError(f"{archive}: cannot extract member {m.entry.name!r}: {e}") from None
+                raise ArchiveError(
+                    f"{archive}: cannot extract member {m.entry.name!r}: {e}"
+                ) from None
             with src:
                 while True:
                     try:
                         chunk = src.read(_COPY_BUFSIZE)
                     except _READ_ERRORS as e:
-                        raise ArchiveError(f"{archive}: cannot extract member {m.entry.name!r}: {e}") from None
+                        raise ArchiveError(
+                            f"{archive}: cannot extract member {m.entry.name!r}: {e}"
+                        ) from None
                     if not chunk:
                         break
                     written += len(chunk)
                     member_out += len(chunk)
                     if member_limit is not None and member_out > member_limit:
-                        raise UnsafeArchiveError(archive, m.entry.name, _ratio_text(
-                            member_out, m.entry.compressed, max_ratio) + ", although its header said less")
+                        raise UnsafeArchiveError(
+                            archive,
+                            m.entry.name,
+                            _ratio_text(member_out, m.entry.compressed, max_ratio)
+                            + ", although its header said less",
+                        )
                     if written > max_total_bytes:
                         raise UnsafeArchiveError(
-                            archive, m.entry.name,
+                            archive,
+                            m.entry.name,
                             f"decompression bomb: more than the {human_bytes(max_total_bytes)} cap "
-                            f"(max_total_bytes={max_total_bytes}) came out, although the headers said less")
+                            f"(max_total_bytes={max_total_bytes}) came out, although the headers said less",
+                        )
                     dst.write(chunk)
 
 

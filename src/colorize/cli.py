@@ -96,10 +96,13 @@ def _add_model_options(p: argparse.ArgumentParser, size_help: str = PREDICT_SIZE
         help="threads decoding inputs ahead of the model, and as many encoding outputs "
         "(default: 4, or the number of CPU cores if fewer)",
     )
-    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar and only warnings on stderr")
+    p.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress bar and only warnings on stderr"
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``colorize`` command line: one sub-command per task (declarative: every option and its help)."""
     parser = argparse.ArgumentParser(
         prog="colorize",
         description="Colorize grayscale photos with a trained model (image-colorization pipeline).",
@@ -202,10 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit status: 0 if at least one image was colorized, 1 if none, 2 on a usage error "
         "(a missing chunk, a file that is not a status table).",
     )
-    g.add_argument("--output", "-o", required=True, type=Path, metavar="TSV",
-                   help="the table to write, e.g. DIR/status.tsv")
-    g.add_argument("tables", nargs="+", type=Path, metavar="TABLE",
-                   help="the chunks' status tables, e.g. DIR/status.chunk-*-of-8.tsv")
+    g.add_argument(
+        "--output",
+        "-o",
+        required=True,
+        type=Path,
+        metavar="TSV",
+        help="the table to write, e.g. DIR/status.tsv",
+    )
+    g.add_argument(
+        "tables",
+        nargs="+",
+        type=Path,
+        metavar="TABLE",
+        help="the chunks' status tables, e.g. DIR/status.chunk-*-of-8.tsv",
+    )
     g.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
     g.set_defaults(func=cmd_gather_status, command_parser=g)
 
@@ -220,7 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
         "working size: the shards' images are resized to PX x PX for the model and the "
         "prediction resized back (default: the shards' own size)",
     )
-    e.add_argument("--per-image", required=True, type=Path, metavar="TSV", help="per-image metrics table to write")
+    e.add_argument(
+        "--per-image",
+        required=True,
+        type=Path,
+        metavar="TSV",
+        help="per-image metrics table to write",
+    )
     e.add_argument(
         "--summary",
         required=True,
@@ -228,10 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="TSV",
         help="summary table to write: mean per method and PSNR minus the gray baseline's",
     )
-    e.add_argument("--by-source", type=Path, default=None, metavar="TSV",
-                   help="also write the summary per source: an image's source is the first folder of its "
-                        "path (the source name in a multi-source dataset)")
-    e.add_argument("--name", default="model", help="the model's name in the tables (default: %(default)s)")
+    e.add_argument(
+        "--by-source",
+        type=Path,
+        default=None,
+        metavar="TSV",
+        help="also write the summary per source: an image's source is the first folder of its "
+        "path (the source name in a multi-source dataset)",
+    )
+    e.add_argument(
+        "--name", default="model", help="the model's name in the tables (default: %(default)s)"
+    )
     e.add_argument("shards", nargs="+", type=Path, metavar="SHARD", help="test shards (.h5)")
     e.set_defaults(func=cmd_evaluate, command_parser=e)
 
@@ -242,9 +269,17 @@ def build_parser() -> argparse.ArgumentParser:
         "batch, height and width; ONNX opset 17) with its working size and model card as metadata. "
         "'colorize predict --model OUT.onnx' runs it with onnxruntime, without importing PyTorch.",
     )
-    x.add_argument("--model", "-m", type=Path, default=None, metavar="CHECKPOINT",
-                   help="checkpoint to export (default: the shipped model)")
-    x.add_argument("--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write")
+    x.add_argument(
+        "--model",
+        "-m",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="checkpoint to export (default: the shipped model)",
+    )
+    x.add_argument(
+        "--onnx", required=True, type=Path, metavar="OUT.onnx", help="the ONNX file to write"
+    )
     x.add_argument("--quiet", "-q", action="store_true", help="only warnings on stderr")
     x.set_defaults(func=cmd_export, command_parser=x, device="cpu", size=None)
 
@@ -254,8 +289,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Print the model card stored in a checkpoint (or a .onnx): architecture, parameters, "
         "training data, budget, device, time and the metrics at the end of training.",
     )
-    i.add_argument("model", nargs="?", type=Path, default=None, metavar="CHECKPOINT",
-                   help="checkpoint or .onnx (default: the shipped model)")
+    i.add_argument(
+        "model",
+        nargs="?",
+        type=Path,
+        default=None,
+        metavar="CHECKPOINT",
+        help="checkpoint or .onnx (default: the shipped model)",
+    )
     i.add_argument("--quiet", "-q", action="store_true", help=argparse.SUPPRESS)
     i.set_defaults(func=cmd_info, command_parser=i)
     return parser
@@ -282,10 +323,15 @@ def _load(args, parser, files: bool = False):
     if not args.model.is_file():
         _fail(parser, f"--model {args.model}: no such file")
     if args.model.suffix.lower() == ".onnx" and args.device == "cuda":
-        log.warning("%s runs with onnxruntime on the CPU; --device cuda applies to PyTorch checkpoints", args.model)
+        log.warning(
+            "%s runs with onnxruntime on the CPU; --device cuda applies to PyTorch checkpoints",
+            args.model,
+        )
     try:
         if files:
-            model, ckpt = load_for_inference(args.model, args.device, getattr(args, "chroma_gain", None))
+            model, ckpt = load_for_inference(
+                args.model, args.device, getattr(args, "chroma_gain", None)
+            )
         else:
             from .checkpoint import load_model
 
@@ -311,28 +357,40 @@ def _writable(parser, *folders: Path) -> None:
 
 
 def cmd_predict(args, parser) -> int:
+    """``colorize predict``: colorize photos and folders at full resolution; the exit status says how it went."""
     from .chunks import chunk_status_name, select_chunk
     from .imageio import DEFAULT_MAX_PIXELS
     from .infer import collect_inputs, colorize_files, one_malloc_arena
 
-    status = args.status or args.output / (chunk_status_name(*args.chunk) if args.chunk else "status.tsv")
+    status = args.status or args.output / (
+        chunk_status_name(*args.chunk) if args.chunk else "status.tsv"
+    )
     _writable(parser, args.output, status.parent)
     one_malloc_arena()  # before torch or onnxruntime start their threads (loading the model)
     model, size, _ = _load(args, parser, files=True)
     if args.chroma_gain is not None:
         head = getattr(model, "head", None)
         if head is None:
-            _fail(parser, f"--chroma-gain: {args.model} is an ONNX model, whose decoding was fixed at export "
-                          "(export a checkpoint whose chroma_gain is set)")
+            _fail(
+                parser,
+                f"--chroma-gain: {args.model} is an ONNX model, whose decoding was fixed at export "
+                "(export a checkpoint whose chroma_gain is set)",
+            )
         if not hasattr(head, "chroma_gain"):
-            _fail(parser, f"--chroma-gain: {args.model} has a {type(head).__name__}, not an mse head "
-                          "(zhang models are tuned with their temperature)")
+            _fail(
+                parser,
+                f"--chroma-gain: {args.model} has a {type(head).__name__}, not an mse head "
+                "(zhang models are tuned with their temperature)",
+            )
         if not 0.5 <= args.chroma_gain <= 3:
             _fail(parser, f"--chroma-gain: {args.chroma_gain} is outside 0.5..3")
         model.head.chroma_gain = args.chroma_gain
     if any(Path(i).is_dir() and Path(i).resolve() == args.output.resolve() for i in args.inputs):
-        _fail(parser, f"-o {args.output} is the input folder: the colorized images would replace the photos; "
-                      "choose another output folder")
+        _fail(
+            parser,
+            f"-o {args.output} is the input folder: the colorized images would replace the photos; "
+            "choose another output folder",
+        )
     inputs = collect_inputs(args.inputs, recursive=args.recursive, exclude=[args.output])
     if not inputs:
         print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)
@@ -351,17 +409,23 @@ def cmd_predict(args, parser) -> int:
     for r in failed:
         print(f"failed: {r.input}: {r.reason}", file=sys.stderr)
     if results.stopped:
-        print(f"stopped early: {results.stopped.removeprefix('not attempted: ')}; make room and run the same "
-              "command again: what is done is skipped", file=sys.stderr)
+        print(
+            f"stopped early: {results.stopped.removeprefix('not attempted: ')}; make room and run the same "
+            "command again: what is done is skipped",
+            file=sys.stderr,
+        )
     done_before = f" ({results.resumed} already done)" if results.resumed else ""
-    print(f"colorized {n_ok} of {len(results)} images{chunk_note} into {args.output}{done_before}; "
-          f"{len(failed)} failed; status: {results.status_path}")
+    print(
+        f"colorized {n_ok} of {len(results)} images{chunk_note} into {args.output}{done_before}; "
+        f"{len(failed)} failed; status: {results.status_path}"
+    )
     if results.stopped:
         return EXIT_INCOMPLETE
     return 0 if n_ok or not inputs else 1
 
 
 def cmd_gather_status(args, parser) -> int:
+    """``colorize gather-status``: the status tables of the chunks of one run, as one table."""
     from .chunks import GatherError, gather_status
 
     _writable(parser, args.output.parent)
@@ -370,12 +434,15 @@ def cmd_gather_status(args, parser) -> int:
     except GatherError as e:
         _fail(parser, str(e))
     n_ok = sum(r["status"] == "ok" for r in rows)
-    print(f"gathered {len(rows)} images from {len(args.tables)} tables into {args.output}: {n_ok} colorized, "
-          f"{len(rows) - n_ok} failed")
+    print(
+        f"gathered {len(rows)} images from {len(args.tables)} tables into {args.output}: {n_ok} colorized, "
+        f"{len(rows) - n_ok} failed"
+    )
     return 0 if n_ok else 1
 
 
 def cmd_evaluate(args, parser) -> int:
+    """``colorize evaluate``: score a model against the true colours and against gray on a folder."""
     from .evaluate import evaluate_shards
     from .shards import ShardError, check_shard
 
@@ -384,7 +451,12 @@ def cmd_evaluate(args, parser) -> int:
             check_shard(shard)
         except ShardError as e:
             _fail(parser, f"SHARD {e}")
-    _writable(parser, args.per_image.parent, args.summary.parent, *([args.by_source.parent] if args.by_source else []))
+    _writable(
+        parser,
+        args.per_image.parent,
+        args.summary.parent,
+        *([args.by_source.parent] if args.by_source else []),
+    )
     model, _, _ = _load(args, parser)
     _, summary = evaluate_shards(
         model,
@@ -409,6 +481,7 @@ def cmd_evaluate(args, parser) -> int:
 
 
 def cmd_export(args, parser) -> int:
+    """``colorize export``: a checkpoint as a self-contained file (TorchScript or ONNX)."""
     from .export import export_onnx
 
     if args.model is not None and args.model.suffix.lower() == ".onnx":
@@ -420,12 +493,15 @@ def cmd_export(args, parser) -> int:
     if importlib.util.find_spec("onnx") is None:
         _fail(parser, "exporting needs the onnx package: pip install -e .[onnx] (pinned in envs/)")
     path = export_onnx(model, ckpt, args.onnx)
-    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; input L_norm (batch, 1, H, W), output ab_norm "
-          f"(batch, 2, H, W), working size {ckpt.get('image_size') or '-'})")
+    print(
+        f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; input L_norm (batch, 1, H, W), output ab_norm "
+        f"(batch, 2, H, W), working size {ckpt.get('image_size') or '-'})"
+    )
     return 0
 
 
 def cmd_info(args, parser) -> int:
+    """``colorize info``: what a checkpoint or ONNX file is (model, data, training, card)."""
     from .checkpoint import CheckpointError, describe, load_model, read_checkpoint
     from .shipped import resolve_checkpoint
 
@@ -433,7 +509,9 @@ def cmd_info(args, parser) -> int:
     if not path.is_file():
         _fail(parser, f"CHECKPOINT {path}: no such file")
     try:
-        ckpt = load_model(path, "cpu")[1] if path.suffix.lower() == ".onnx" else read_checkpoint(path)
+        ckpt = (
+            load_model(path, "cpu")[1] if path.suffix.lower() == ".onnx" else read_checkpoint(path)
+        )
     except (CheckpointError, ImportError) as e:
         _fail(parser, f"CHECKPOINT {e}")
     rows = describe(ckpt)
@@ -445,6 +523,7 @@ def cmd_info(args, parser) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``colorize`` command: parse ``argv`` and run the sub-command."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(

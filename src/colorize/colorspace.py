@@ -17,7 +17,9 @@ import numpy as np
 L_CENTER = 50.0  # L is 0..100; centre it on 0
 L_SCALE = 50.0  # ... and scale it to about -1..1
 AB_SCALE = 128.0  # a and b are about -128..127; the seed's target is ab / 128
-DEFAULT_SIZE = 256  # the seed's working size (the model's square input); a checkpoint's own size wins
+DEFAULT_SIZE = (
+    256  # the seed's working size (the model's square input); a checkpoint's own size wins
+)
 
 COLOR_CONVERSION = "OpenCV cvtColor COLOR_RGB2Lab on float32 RGB in [0,1] (D65)"
 
@@ -74,8 +76,12 @@ def lightness(img: np.ndarray, order: str = "RGB", dtype=np.float32) -> np.ndarr
         raise TypeError(f"expected a uint8 image, got {img.dtype}")
     h, w = img.shape[:2]
     packed = np.dtype(dtype) == np.uint16
-    if packed and img.ndim == 3 and img.shape[2] == 3 and (h * w >= TABLE_LIGHTNESS_PIXELS
-                                                             or _lightness_table.cache_info().currsize):
+    if (
+        packed
+        and img.ndim == 3
+        and img.shape[2] == 3
+        and (h * w >= TABLE_LIGHTNESS_PIXELS or _lightness_table.cache_info().currsize)
+    ):
         kernels = _kernels()
         if kernels is not None:
             out = np.empty((h, w), np.uint16)
@@ -85,13 +91,17 @@ def lightness(img: np.ndarray, order: str = "RGB", dtype=np.float32) -> np.ndarr
     pack = pack_lightness if packed else (lambda x: x)
     if rows >= h:
         return pack(cv2.extractChannel(_lab_uint8(img, order), 0))
-    L = np.empty((h, w), dtype)  # in bands: the float Lab temporary stays small (per pixel: same bits)
+    L = np.empty(
+        (h, w), dtype
+    )  # in bands: the float Lab temporary stays small (per pixel: same bits)
     for top in range(0, h, rows):
         L[top : top + rows] = pack(cv2.extractChannel(_lab_uint8(img[top : top + rows], order), 0))
     return L
 
 
-TABLE_LIGHTNESS_PIXELS = 1 << 21  # from 2 MP the table (built once, ~0.1 s) is paid back in the first photo
+TABLE_LIGHTNESS_PIXELS = (
+    1 << 21
+)  # from 2 MP the table (built once, ~0.1 s) is paid back in the first photo
 
 # OpenCV converts float sRGB to Lab by trilinear interpolation in a table of its own (imgproc
 # color_lab.cpp, RGB2Lab_f with "useInterpolation"): each channel scaled to 0..2^14 and rounded,
@@ -109,16 +119,24 @@ def _lightness_table() -> np.ndarray:
     ever differs (another OpenCV) every colour is converted by OpenCV instead (~0.3 s)."""
     nodes = np.arange(_LAB_GRID, dtype=np.float32) / np.float32(_LAB_GRID - 1)
     rgb = np.stack(np.meshgrid(nodes, nodes, nodes, indexing="ij"), -1).reshape(1, -1, 3)
-    grid_L = cv2.extractChannel(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), 0).reshape(-1).astype(np.float64)
+    grid_L = (
+        cv2.extractChannel(cv2.cvtColor(rgb, cv2.COLOR_RGB2Lab), 0).reshape(-1).astype(np.float64)
+    )
     grid = np.rint(grid_L * (_LAB_BASE / 100)).astype(np.int32).reshape((_LAB_GRID,) * 3)
     # a channel's fixed-point value: _lab_uint8's float32 scaling, then OpenCV's cvRound(x * 2^14)
-    fixed = np.rint(np.arange(256, dtype=np.float32) * np.float32(1 / 255) * np.float32(_LAB_BASE)).astype(np.int32)
-    packed = pack_lightness(np.arange(_LAB_BASE + 1, dtype=np.float32) * np.float32(100 / _LAB_BASE))
+    fixed = np.rint(
+        np.arange(256, dtype=np.float32) * np.float32(1 / 255) * np.float32(_LAB_BASE)
+    ).astype(np.int32)
+    packed = pack_lightness(
+        np.arange(_LAB_BASE + 1, dtype=np.float32) * np.float32(100 / _LAB_BASE)
+    )
     table = np.empty(1 << 24, np.uint16)
     _kernels().fill_lightness_table(grid, fixed, packed, table)
     sample = np.random.default_rng(0).integers(0, 1 << 24, 1 << 16).astype(np.uint32)
     px = sample.view(np.uint8).reshape(-1, 4)[None, :, :3]  # little-endian bytes: b, g, r
-    if not np.array_equal(table[sample], _lightness_opencv(np.ascontiguousarray(px), "BGR").reshape(-1)):
+    if not np.array_equal(
+        table[sample], _lightness_opencv(np.ascontiguousarray(px), "BGR").reshape(-1)
+    ):
         px = np.empty((1, 1 << 16, 3), np.uint8)  # this OpenCV converts otherwise: every colour
         px[0, :, 0] = np.tile(np.arange(256, dtype=np.uint8), 256)  # through it, 64 K at a time
         px[0, :, 1] = np.repeat(np.arange(256, dtype=np.uint8), 256)
@@ -142,8 +160,9 @@ def _kernels():
     except ImportError as e:  # numba is a dependency; a broken install still colorizes
         import logging
 
-        logging.getLogger("colorize").warning("numba unavailable (%s): full-size conversions take "
-                                              "the slower OpenCV path", e)
+        logging.getLogger("colorize").warning(
+            "numba unavailable (%s): full-size conversions take the slower OpenCV path", e
+        )
         return None
     return kernels
 
@@ -156,7 +175,12 @@ def pack_lightness(L: np.ndarray) -> np.ndarray:
     for holding many full-size photos between decode and encode (``lab_to_rgb`` takes it back);
     the 0.0008 L it rounds off is far below an 8-bit level."""
     out = np.empty(L.shape, np.uint16)
-    np.add(np.multiply(L, np.float32(L_UINT16_SCALE), dtype=np.float32), np.float32(0.5), out=out, casting="unsafe")
+    np.add(
+        np.multiply(L, np.float32(L_UINT16_SCALE), dtype=np.float32),
+        np.float32(0.5),
+        out=out,
+        casting="unsafe",
+    )
     return out
 
 
@@ -169,13 +193,19 @@ def unpack_lightness(L: np.ndarray) -> np.ndarray:
 
 # OpenCV's D65 white point and XYZ -> linear sRGB matrix (imgproc/src/color_lab.cpp).
 _WHITE = np.array([0.950456, 1.0, 1.088754], np.float32)
-_XYZ2RGB = np.array([[3.240479, -1.53715, -0.498535],
-                     [-0.969256, 1.875991, 0.041556],
-                     [0.055648, -0.204043, 1.057311]], np.float32)
+_XYZ2RGB = np.array(
+    [
+        [3.240479, -1.53715, -0.498535],
+        [-0.969256, 1.875991, 0.041556],
+        [0.055648, -0.204043, 1.057311],
+    ],
+    np.float32,
+)
 # Lab -> (fx, fy, fz) of CIE's inverse: fy = (L + 16) / 116, fx = fy + a / 500, fz = fy - b / 200.
-_LAB_TO_F = np.array([[1 / 116, 1 / 500, 0, 16 / 116],
-                      [1 / 116, 0, 0, 16 / 116],
-                      [1 / 116, 0, -1 / 200, 16 / 116]], np.float32)
+_LAB_TO_F = np.array(
+    [[1 / 116, 1 / 500, 0, 16 / 116], [1 / 116, 0, 0, 16 / 116], [1 / 116, 0, -1 / 200, 16 / 116]],
+    np.float32,
+)
 _F_TO_RGB = _XYZ2RGB * _WHITE  # XYZ = white * g(f), then the matrix: one 3x3 map of g(f)
 _DELTA = 6.0 / 29.0
 
@@ -217,7 +247,11 @@ def _shrink_chroma(lab: np.ndarray, steps: int = 6, tol: float = 1e-3) -> np.nda
 # bilinearly. Against a 20-step bisection per pixel it is within 1 level of 8-bit for 99.9 % of
 # out-of-gamut pixels (tests/test_colorspace.py), where the 6-step bisection it replaced was off
 # by up to 16 levels on real predictions, and it costs one lookup per pixel, not six conversions.
-_GAMUT_L_STEPS, _GAMUT_HUES, _GAMUT_CHROMA = 401, 1024, 200.0  # 200: beyond any sRGB colour's chroma
+_GAMUT_L_STEPS, _GAMUT_HUES, _GAMUT_CHROMA = (
+    401,
+    1024,
+    200.0,
+)  # 200: beyond any sRGB colour's chroma
 
 
 @_once
@@ -242,8 +276,13 @@ def _gamut_chroma(L: np.ndarray, hue: np.ndarray) -> np.ndarray:
     y = np.zeros(cols, np.float32)
     np.multiply(hue.reshape(-1), np.float32(_GAMUT_HUES / (2 * np.pi)), out=x[:n])
     np.multiply(L.reshape(-1), np.float32((_GAMUT_L_STEPS - 1) / 100.0), out=y[:n])
-    return cv2.remap(_gamut_table(), x.reshape(-1, 1024), y.reshape(-1, 1024), cv2.INTER_LINEAR,
-                     borderMode=cv2.BORDER_REPLICATE).reshape(-1)[:n]
+    return cv2.remap(
+        _gamut_table(),
+        x.reshape(-1, 1024),
+        y.reshape(-1, 1024),
+        cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_REPLICATE,
+    ).reshape(-1)[:n]
 
 
 def fit_gamut(lab: np.ndarray, tol: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
@@ -254,14 +293,23 @@ def fit_gamut(lab: np.ndarray, tol: float = 1e-3) -> tuple[np.ndarray, np.ndarra
     out = np.flatnonzero(~_in_gamut(lab, tol))
     fit = np.take(lab, out, axis=0)
     if out.size:
-        chroma, hue = cv2.cartToPolar(np.ascontiguousarray(fit[:, 1]), np.ascontiguousarray(fit[:, 2]))
+        chroma, hue = cv2.cartToPolar(
+            np.ascontiguousarray(fit[:, 1]), np.ascontiguousarray(fit[:, 2])
+        )
         chroma = chroma.reshape(-1)
-        fit[:, 1:] *= np.minimum(_gamut_chroma(fit[:, 0], hue) / np.maximum(chroma, np.float32(1e-6)), 1.0)[:, None]
+        fit[:, 1:] *= np.minimum(
+            _gamut_chroma(fit[:, 0], hue) / np.maximum(chroma, np.float32(1e-6)), 1.0
+        )[:, None]
     return out, fit
 
 
-def lab_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool = False, order: str = "RGB",
-               engine: str = "auto") -> np.ndarray:
+def lab_to_rgb(
+    L: np.ndarray,
+    ab: np.ndarray,
+    keep_lightness: bool = False,
+    order: str = "RGB",
+    engine: str = "auto",
+) -> np.ndarray:
     """L (HxW) and ab (hxwx2 or 2xhxw) in Lab units -> HxWx3 uint8 RGB (rounded, clipped), or
     BGR with ``order="BGR"`` (what OpenCV encodes, without a channel swap after). L may be
     uint16 from ``pack_lightness``. ab of another size than L is resized to it bilinearly
@@ -315,15 +363,30 @@ def _lab_to_rgb_kernel(kernels, L: np.ndarray, ab: np.ndarray, order: str) -> np
         src, frac = _source_rows(ab.shape[0], h)
     scale = 1.0 / L_UINT16_SCALE if L.dtype == np.uint16 else 1.0
     out = np.empty((h, w, 3), np.uint8)
-    kernels.lab_to_rgb8(L, scale, a_cols, a_step, b_cols, b_step, src, frac, True, _gamut_table(), 1e-3,
-                        order == "BGR", out)
+    kernels.lab_to_rgb8(
+        L,
+        scale,
+        a_cols,
+        a_step,
+        b_cols,
+        b_step,
+        src,
+        frac,
+        True,
+        _gamut_table(),
+        1e-3,
+        order == "BGR",
+        out,
+    )
     return out
 
 
 def _column_resized(plane: np.ndarray, W: int) -> tuple[np.ndarray, np.ndarray]:
     """An h x w (x channels) plane resized to h x W (bilinear, as cv2.resize), and each row's
     difference to the next (the last: 0): a row between rows s and s + 1 is ``cols[s] + frac * step[s]``."""
-    cols = cv2.resize(np.ascontiguousarray(plane), (W, plane.shape[0]), interpolation=cv2.INTER_LINEAR)
+    cols = cv2.resize(
+        np.ascontiguousarray(plane), (W, plane.shape[0]), interpolation=cv2.INTER_LINEAR
+    )
     cols = cols.reshape((plane.shape[0], W) + plane.shape[2:])
     step = np.zeros_like(cols)
     step[:-1] = cols[1:] - cols[:-1]
@@ -333,7 +396,9 @@ def _column_resized(plane: np.ndarray, W: int) -> tuple[np.ndarray, np.ndarray]:
 def _source_rows(h: int, H: int) -> tuple[np.ndarray, np.ndarray]:
     """For resizing h rows to H bilinearly (half-pixel centres, as cv2.resize): each output row's
     upper source row and the fraction of the way to the next (0 at the edges: replicated)."""
-    y = ((np.arange(H) + 0.5) * (h / H) - 0.5).astype(np.float32)  # OpenCV's source row, in float32 as it
+    y = ((np.arange(H) + 0.5) * (h / H) - 0.5).astype(
+        np.float32
+    )  # OpenCV's source row, in float32 as it
     src = np.clip(np.floor(y).astype(np.int64), 0, h - 1)
     frac = np.where((y < 0) | (y >= h - 1), np.float32(0), y - np.floor(y)).astype(np.float32)
     return src, frac
@@ -364,16 +429,22 @@ def _lab_band_to_rgb(L: np.ndarray, ab: np.ndarray, keep_lightness: bool, code: 
         # A pixel OpenCV clipped has a channel at 0 or 255: only those can lie out of gamut.
         edge = np.flatnonzero(cv2.inRange(rgb, (1, 1, 1), (254, 254, 254)).reshape(-1) == 0)
         if edge.size:
-            out, fit = fit_gamut(np.take(lab.reshape(-1).view(_LAB_PIXEL), edge).view(np.float32).reshape(-1, 3))
+            out, fit = fit_gamut(
+                np.take(lab.reshape(-1).view(_LAB_PIXEL), edge).view(np.float32).reshape(-1, 3)
+            )
             if out.size:
                 fixed = cv2.convertScaleAbs(cv2.cvtColor(fit.reshape(1, -1, 3), code), alpha=255.0)
-                np.put(rgb.reshape(-1).view(_PIXEL), np.take(edge, out), fixed.reshape(-1).view(_PIXEL))
+                np.put(
+                    rgb.reshape(-1).view(_PIXEL), np.take(edge, out), fixed.reshape(-1).view(_PIXEL)
+                )
     return rgb
 
 
 _LAB_PIXEL = np.dtype((np.void, 12))  # one float32 Lab pixel: gather whole pixels at once
 _PIXEL = np.dtype((np.void, 3))  # one RGB uint8 pixel: scatter whole pixels at once
-BAND_PIXELS = 1 << 19  # pixels converted at a time (6 MB of float Lab: measured fastest of 2^17..2^20)
+BAND_PIXELS = (
+    1 << 19
+)  # pixels converted at a time (6 MB of float Lab: measured fastest of 2^17..2^20)
 
 
 def normalize_l(L):
@@ -389,6 +460,7 @@ def normalize_l_(L):
 
 
 def denormalize_l(L_norm):
+    """Model input (about -1..1) -> Lab L (0..100): the inverse of ``normalize_l``."""
     return L_norm * L_SCALE + L_CENTER
 
 
@@ -404,6 +476,7 @@ def normalize_ab_(ab):
 
 
 def denormalize_ab(ab_norm):
+    """Model output (about -1..1) -> Lab ab (about +-128): the inverse of ``normalize_ab``."""
     return ab_norm * AB_SCALE
 
 

@@ -48,7 +48,9 @@ from .shards import read_shard, shard_info, to_float32
 log = logging.getLogger("colorize.data")
 
 Sample = tuple[torch.Tensor, torch.Tensor]
-Draws = tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]  # order, tops, lefts, flips
+Draws = tuple[
+    np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None
+]  # order, tops, lefts, flips
 SAMPLE_CHUNK = 64  # samples cut together when iterating sample by sample
 
 
@@ -64,8 +66,9 @@ def _check_sizes(paths: Sequence[Path], sizes: Sequence[int], crop_size: int | N
     return size
 
 
-def draw_augmentation(n: int, size: int, rng: np.random.Generator | None, crop_size: int | None,
-                      flip: bool) -> Draws:
+def draw_augmentation(
+    n: int, size: int, rng: np.random.Generator | None, crop_size: int | None, flip: bool
+) -> Draws:
     """One pass over ``n`` images: (order, tops, lefts, flips), drawn at once from ``rng``.
 
     ``rng`` None (validation): stored order, centred crops, no flips. ``tops``/``lefts`` are
@@ -84,20 +87,38 @@ def draw_augmentation(n: int, size: int, rng: np.random.Generator | None, crop_s
     return order, tops, lefts, flips
 
 
-def _normalised(L: torch.Tensor, ab: torch.Tensor, out_L: torch.Tensor | None = None,
-                out_ab: torch.Tensor | None = None) -> Sample:
+def _normalised(
+    L: torch.Tensor,
+    ab: torch.Tensor,
+    out_L: torch.Tensor | None = None,
+    out_ab: torch.Tensor | None = None,
+) -> Sample:
     """float16 (B, c, c), (B, 2, c, c) Lab -> float32 (B, 1, c, c) L_norm, (B, 2, c, c) ab_norm.
 
     ``colorspace.normalize_l_`` / ``normalize_ab_``, in place on the float32 copy.
     """
     b, c = L.shape[0], L.shape[-1]
-    out_L = torch.empty((b, 1, c, c), dtype=torch.float32, device=L.device) if out_L is None else out_L
-    out_ab = torch.empty((b, 2, c, c), dtype=torch.float32, device=L.device) if out_ab is None else out_ab
+    out_L = (
+        torch.empty((b, 1, c, c), dtype=torch.float32, device=L.device) if out_L is None else out_L
+    )
+    out_ab = (
+        torch.empty((b, 2, c, c), dtype=torch.float32, device=L.device)
+        if out_ab is None
+        else out_ab
+    )
     return normalize_l_(out_L.copy_(L.unsqueeze(1))), normalize_ab_(out_ab.copy_(ab))
 
 
-def augment_batch(L: torch.Tensor, ab: torch.Tensor, idx, tops=None, lefts=None, flips=None,
-                  crop_size: int | None = None, shared: bool = False) -> Sample:
+def augment_batch(
+    L: torch.Tensor,
+    ab: torch.Tensor,
+    idx,
+    tops=None,
+    lefts=None,
+    flips=None,
+    crop_size: int | None = None,
+    shared: bool = False,
+) -> Sample:
     """Cut a batch: images ``idx`` of stored ``L`` (N, H, W) and ``ab`` (N, 2, H, W), cropped at
     (``tops``, ``lefts``) to ``crop_size`` (None: whole) and mirrored where ``flips``.
 
@@ -144,8 +165,12 @@ def _gather_crops(L: torch.Tensor, ab: torch.Tensor, idx, tops, lefts, flips, c:
             abc = torch.where(f[:, None, None, None], abc.flip(-1), abc)
         return Lc, abc
     r = torch.arange(c, device=dev)
-    rows = ((torch.as_tensor(tops, device=dev)[:, None] + r) if tops is not None else r[None]).expand(b, c)
-    cols = ((torch.as_tensor(lefts, device=dev)[:, None] + r) if lefts is not None else r[None]).expand(b, c)
+    rows = (
+        (torch.as_tensor(tops, device=dev)[:, None] + r) if tops is not None else r[None]
+    ).expand(b, c)
+    cols = (
+        (torch.as_tensor(lefts, device=dev)[:, None] + r) if lefts is not None else r[None]
+    ).expand(b, c)
     if flips is not None:
         cols = torch.where(torch.as_tensor(flips, device=dev)[:, None], cols.flip(1), cols)
     plane = size * size
@@ -176,7 +201,7 @@ def _slice_crops(L: np.ndarray, ab: np.ndarray, idx, tops, lefts, flips, c: int)
 def _cut(L, ab, draws: Draws, start: int, stop: int, crop_size, shared: bool = False) -> Sample:
     order, tops, lefts, flips = draws
     sl = slice(start, stop)
-    pick = (lambda a: None if a is None else a[sl])  # noqa: E731
+    pick = lambda a: None if a is None else a[sl]  # noqa: E731
     return augment_batch(L, ab, order[sl], pick(tops), pick(lefts), pick(flips), crop_size, shared)
 
 
@@ -193,8 +218,15 @@ def _worker_slice() -> tuple[int, int]:
     return (0, 1) if info is None else (info.id, info.num_workers)
 
 
-def rank_spans(total: int, batch_size: int, rank: int = 0, world_size: int = 1, *, drop_last: bool = False,
-               lockstep: bool = True) -> list[tuple[int, int]]:
+def rank_spans(
+    total: int,
+    batch_size: int,
+    rank: int = 0,
+    world_size: int = 1,
+    *,
+    drop_last: bool = False,
+    lockstep: bool = True,
+) -> list[tuple[int, int]]:
     """One process's [start, stop) positions of a stream of ``total`` samples, one per batch.
 
     The stream is cut into global batches of ``world_size x batch_size``; process ``rank``
@@ -217,8 +249,9 @@ def rank_spans(total: int, batch_size: int, rank: int = 0, world_size: int = 1, 
     return spans
 
 
-def _init_sampling(ds, shard_paths, crop_size, train: bool, flip: bool, seed: int, rank: int,
-                   world_size: int) -> list[tuple[int, int]]:
+def _init_sampling(
+    ds, shard_paths, crop_size, train: bool, flip: bool, seed: int, rank: int, world_size: int
+) -> list[tuple[int, int]]:
     """The settings both datasets share, set on ``ds``; returns each shard's (count, size)."""
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not one of {world_size} processes")
@@ -230,8 +263,11 @@ def _init_sampling(ds, shard_paths, crop_size, train: bool, flip: bool, seed: in
     ds.epoch = 0
     ds.rank, ds.world_size = int(rank), int(world_size)
     info = [shard_info(p) for p in ds.shard_paths]
-    ds.image_size = _check_sizes([p for p, (n, _) in zip(ds.shard_paths, info) if n],
-                                 [size for n, size in info if n], ds.crop_size)
+    ds.image_size = _check_sizes(
+        [p for p, (n, _) in zip(ds.shard_paths, info) if n],
+        [size for n, size in info if n],
+        ds.crop_size,
+    )
     return info
 
 
@@ -298,8 +334,16 @@ class ShardDataset(IterableDataset):
         shard in memory at a time; a shard holding none of this process's samples is not read."""
         shared = get_worker_info() is not None
         shards = self.worker_shards(*_worker_slice())
-        spans = iter(rank_spans(sum(self.counts[i] for i in shards), batch_size, self.rank, self.world_size,
-                                drop_last=drop_last, lockstep=self.train))
+        spans = iter(
+            rank_spans(
+                sum(self.counts[i] for i in shards),
+                batch_size,
+                self.rank,
+                self.world_size,
+                drop_last=drop_last,
+                lockstep=self.train,
+            )
+        )
         span = next(spans, None)
         parts: list[Sample] = []
         start = 0  # stream position of the shard's first sample
@@ -372,7 +416,12 @@ class InMemoryDataset(IterableDataset):
             self.ab[at : at + n].copy_(torch.from_numpy(shard.ab))
             at += n
             del shard
-        log.info("loaded %d images from %d shards into %s memory", total, len(self.shard_paths), self.L.device)
+        log.info(
+            "loaded %d images from %d shards into %s memory",
+            total,
+            len(self.shard_paths),
+            self.L.device,
+        )
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
@@ -391,7 +440,7 @@ class InMemoryDataset(IterableDataset):
     def __iter__(self) -> Iterator[Sample]:
         worker, n_workers = _worker_slice()
         order, tops, lefts, flips = self._draws()
-        pick = (lambda a: None if a is None else a[worker::n_workers])  # noqa: E731
+        pick = lambda a: None if a is None else a[worker::n_workers]  # noqa: E731
         draws = (pick(order), pick(tops), pick(lefts), pick(flips))
         yield from _samples(self.L, self.ab, draws, self.crop_size)
 
@@ -400,9 +449,17 @@ class InMemoryDataset(IterableDataset):
         with several processes this one's share of each global batch (``rank_spans``)."""
         draws = self._draws()
         if self.L.device.type != "cpu":  # the pass's indices go to the GPU once, not per batch
-            draws = tuple(None if a is None else torch.as_tensor(a, device=self.L.device) for a in draws)
-        for start, stop in rank_spans(len(draws[0]), batch_size, self.rank, self.world_size,
-                                      drop_last=drop_last, lockstep=self.train):
+            draws = tuple(
+                None if a is None else torch.as_tensor(a, device=self.L.device) for a in draws
+            )
+        for start, stop in rank_spans(
+            len(draws[0]),
+            batch_size,
+            self.rank,
+            self.world_size,
+            drop_last=drop_last,
+            lockstep=self.train,
+        ):
             yield _cut(self.L, self.ab, draws, start, stop, self.crop_size)
 
 
@@ -420,21 +477,30 @@ def make_dataset(
 ) -> ShardDataset | InMemoryDataset:
     """``InMemoryDataset`` (on ``device``) when ``in_memory``, else a streaming ``ShardDataset``;
     ``rank``/``world_size``: this process's share of several (see the module's docstring)."""
-    common = dict(crop_size=crop_size, train=train, flip=flip, seed=seed, rank=rank, world_size=world_size)
+    common = dict(
+        crop_size=crop_size, train=train, flip=flip, seed=seed, rank=rank, world_size=world_size
+    )
     if in_memory:
         return InMemoryDataset(shard_paths, device=device, **common)
     return ShardDataset(shard_paths, **common)
 
 
-def batches_per_epoch(dataset: ShardDataset | InMemoryDataset, batch_size: int, num_workers: int = 0) -> int:
+def batches_per_epoch(
+    dataset: ShardDataset | InMemoryDataset, batch_size: int, num_workers: int = 0
+) -> int:
     """How many batches ``iterate_batches`` yields this epoch (each worker ends on its own short
     batch); with several processes, this one's (the same for every process in training)."""
     if isinstance(dataset, InMemoryDataset) or num_workers <= 1:
         streams = [len(dataset)]
     else:
-        streams = [sum(dataset.counts[i] for i in dataset.worker_shards(w, num_workers)) for w in range(num_workers)]
-    return sum(len(rank_spans(n, batch_size, dataset.rank, dataset.world_size, lockstep=dataset.train))
-               for n in streams)
+        streams = [
+            sum(dataset.counts[i] for i in dataset.worker_shards(w, num_workers))
+            for w in range(num_workers)
+        ]
+    return sum(
+        len(rank_spans(n, batch_size, dataset.rank, dataset.world_size, lockstep=dataset.train))
+        for n in streams
+    )
 
 
 def iterate_batches(

@@ -105,7 +105,10 @@ def configure_backends(device: torch.device) -> None:
 
 def derive_seed(*parts: int) -> int:
     """One 63-bit seed from several integers (e.g. seed, epoch), without collisions like 1+2 == 2+1."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0] >> np.uint64(1))
+    return int(
+        np.random.SeedSequence([int(p) for p in parts]).generate_state(2, np.uint64)[0]
+        >> np.uint64(1)
+    )
 
 
 def seed_everything(seed: int, *more: int) -> int:

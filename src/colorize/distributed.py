@@ -61,13 +61,17 @@ def _local_device(requested: str | None) -> torch.device:
     """This process's device: GPU number LOCAL_RANK of its node when CUDA works, else the CPU."""
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if torch.cuda.is_available() and local_rank < torch.cuda.device_count():
-        torch.cuda.set_device(local_rank)  # first: pick_device's test must not put every process on GPU 0
+        torch.cuda.set_device(
+            local_rank
+        )  # first: pick_device's test must not put every process on GPU 0
     device = pick_device(requested)
     if device.type != "cuda":
         return device
     if local_rank >= torch.cuda.device_count():
-        raise RuntimeError(f"process {local_rank} of this node wants GPU {local_rank}, but the node has "
-                           f"{torch.cuda.device_count()}: start at most that many (--nproc_per_node, gpus:)")
+        raise RuntimeError(
+            f"process {local_rank} of this node wants GPU {local_rank}, but the node has "
+            f"{torch.cuda.device_count()}: start at most that many (--nproc_per_node, gpus:)"
+        )
     return torch.device("cuda", local_rank)
 
 
@@ -146,19 +150,30 @@ def wrap(model: nn.Module, device: torch.device) -> nn.Module:
     """
     if world_size() == 1:
         return model
-    return nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    return nn.parallel.DistributedDataParallel(
+        model, device_ids=[device.index] if device.type == "cuda" else None
+    )
 
 
 def torchrun_command(nproc: int, module: str, args: Sequence[str]) -> list[str]:
     """``torchrun --standalone --nproc_per_node=nproc -m module args``: one node, a local
     rendezvous on a free port. Run as ``python -m torch.distributed.run`` (what the
     ``torchrun`` command is) so that the processes use this interpreter and its packages."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-            "-m", module, *args]
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={nproc}",
+        "-m",
+        module,
+        *args,
+    ]
 
 
-def run_torchrun(nproc: int, module: str, args: Sequence[str], *, threads: int,
-                 echo: Callable[[str], None]) -> None:
+def run_torchrun(
+    nproc: int, module: str, args: Sequence[str], *, threads: int, echo: Callable[[str], None]
+) -> None:
     """Start ``nproc`` processes of ``python -m module args`` under torchrun and wait for them.
 
     ``threads``: CPU threads for all of them together (each gets an equal share, at least 1).
@@ -169,8 +184,14 @@ def run_torchrun(nproc: int, module: str, args: Sequence[str], *, threads: int,
     env = {**os.environ, "OMP_NUM_THREADS": str(max(1, threads // nproc)), "PYTHONUNBUFFERED": "1"}
     cmd = torchrun_command(nproc, module, args)
     log.info("starting %d processes: %s", nproc, " ".join(cmd[:7]) + " ...")
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                          preexec_fn=functools.partial(_die_with_parent, signal.SIGTERM)) as proc:
+    with subprocess.Popen(
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        preexec_fn=functools.partial(_die_with_parent, signal.SIGTERM),
+    ) as proc:
         for line in proc.stdout:
             echo(line)
     if proc.returncode:

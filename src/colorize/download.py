@@ -32,7 +32,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from . import __version__
-from .archive import DEFAULT_MAX_MEMBERS, DEFAULT_MAX_RATIO, archive_format, detect_format, safe_extract
+from .archive import (
+    DEFAULT_MAX_MEMBERS,
+    DEFAULT_MAX_RATIO,
+    archive_format,
+    detect_format,
+    safe_extract,
+)
 
 log = logging.getLogger("colorize.download")
 
@@ -42,11 +48,24 @@ USER_AGENT = f"colorize/{__version__} (+urllib)"
 MAX_BACKOFF_S = 60.0  # the wait between attempts doubles up to this
 _CHUNK = 1 << 16
 _RETRY_STATUSES = frozenset({408, 429})  # 4xx that mean "try again later"; all 5xx are retried too
-_NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError, ssl.SSLError)
+_NETWORK_ERRORS = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    ssl.SSLError,
+)
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Leading bytes of the image formats we accept, for downloads whose URL has no suffix.
-_IMAGE_MAGIC = ((b"\xff\xd8\xff", ".jpg"), (b"\x89PNG\r\n\x1a\n", ".png"), (b"GIF87a", ".gif"),
-                (b"GIF89a", ".gif"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif"), (b"BM", ".bmp"))
+_IMAGE_MAGIC = (
+    (b"\xff\xd8\xff", ".jpg"),
+    (b"\x89PNG\r\n\x1a\n", ".png"),
+    (b"GIF87a", ".gif"),
+    (b"GIF89a", ".gif"),
+    (b"II*\x00", ".tif"),
+    (b"MM\x00*", ".tif"),
+    (b"BM", ".bmp"),
+)
 
 
 class DownloadError(RuntimeError):
@@ -82,8 +101,16 @@ class AcquiredFile:
         return "ok" if self.error is None else f"error: {self.error}"
 
 
-def fetch(url: str, dest, sha256: str | None = None, *, retries: int = 5, backoff: float = 0.5,
-          timeout: float = 30, progress: bool = True) -> Path:
+def fetch(
+    url: str,
+    dest,
+    sha256: str | None = None,
+    *,
+    retries: int = 5,
+    backoff: float = 0.5,
+    timeout: float = 30,
+    progress: bool = True,
+) -> Path:
     """Download ``url`` to ``dest`` (resuming, retrying, checking ``sha256``); return ``dest``.
 
     ``retries`` counts consecutive failed attempts that brought no new bytes, so a long
@@ -92,7 +119,9 @@ def fetch(url: str, dest, sha256: str | None = None, *, retries: int = 5, backof
     or retries spent) or ``ChecksumError``; on any failure ``dest.part`` is removed and
     ``dest`` is left as it was: it is only ever replaced by a complete, verified file.
     """
-    path, _ = _fetch(url, dest, sha256, retries=retries, backoff=backoff, timeout=timeout, progress=progress)
+    path, _ = _fetch(
+        url, dest, sha256, retries=retries, backoff=backoff, timeout=timeout, progress=progress
+    )
     return path
 
 
@@ -148,8 +177,13 @@ def acquire(
             _remove_if_empty(cache_dir)
             return [AcquiredFile(source, name)]
     if kind == "archive":
-        files = safe_extract(cached, raw_dir, max_total_bytes=max_total_bytes, max_ratio=max_ratio,
-                             max_members=max_members)
+        files = safe_extract(
+            cached,
+            raw_dir,
+            max_total_bytes=max_total_bytes,
+            max_ratio=max_ratio,
+            max_members=max_members,
+        )
         if not files:
             log.warning("%s holds no files", source)
         records = [AcquiredFile(source, p.relative_to(raw_dir).as_posix()) for p in files]
@@ -210,8 +244,9 @@ class _Transfer:
                 self._restart()
             if e.code >= 500 or e.code in _RETRY_STATUSES or e.code == 416:
                 raise _Retry(f"HTTP {e.code} {e.reason}") from None
-            raise DownloadError(f"cannot download {self.url}: HTTP {e.code} {e.reason}",
-                                url=self.url, status=e.code) from None
+            raise DownloadError(
+                f"cannot download {self.url}: HTTP {e.code} {e.reason}", url=self.url, status=e.code
+            ) from None
         except http.client.InvalidURL as e:
             raise DownloadError(f"cannot download {self.url}: {e}", url=self.url) from None
         except _NETWORK_ERRORS as e:
@@ -242,7 +277,9 @@ class _Transfer:
                 self._restart()
                 raise _Retry(f"server resumed at byte {start}, not {self.have}")
             log.info("resuming %s at byte %s", self.url, f"{start:,}")
-            self.total = total if total is not None else (start + length if length is not None else None)
+            self.total = (
+                total if total is not None else (start + length if length is not None else None)
+            )
             if self.total is not None and self.bar.total != self.total:
                 self.bar.total = self.total
                 self.bar.refresh()
@@ -250,7 +287,9 @@ class _Transfer:
         if response.status == 206:  # a part we did not ask for: cannot use it
             raise _Retry("unexpected 206 Partial Content")
         if self.have:
-            log.info("%s: the server ignored the Range request; starting again from byte 0", self.url)
+            log.info(
+                "%s: the server ignored the Range request; starting again from byte 0", self.url
+            )
             self._restart()
         self.total = length
         self.bar.reset(total=length)
@@ -268,8 +307,16 @@ class _Transfer:
         self.bar.reset()
 
 
-def _fetch(url: str, dest, sha256: str | None, *, retries: int, backoff: float, timeout: float,
-           progress: bool) -> tuple[Path, str | None]:
+def _fetch(
+    url: str,
+    dest,
+    sha256: str | None,
+    *,
+    retries: int,
+    backoff: float,
+    timeout: float,
+    progress: bool,
+) -> tuple[Path, str | None]:
     """``fetch``, also returning the response's Content-Type."""
     _check_url(url)
     expected = _normalise_sha256(sha256)
@@ -278,16 +325,28 @@ def _fetch(url: str, dest, sha256: str | None, *, retries: int, backoff: float, 
     part = dest.with_name(dest.name + ".part")
     log.debug("downloading %s to %s", url, dest)
     try:
-        with open(part, "wb") as fh, tqdm(desc=dest.name, unit="B", unit_scale=True, unit_divisor=1024,
-                                          disable=not progress, leave=False) as bar:
+        with (
+            open(part, "wb") as fh,
+            tqdm(
+                desc=dest.name,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1024,
+                disable=not progress,
+                leave=False,
+            ) as bar,
+        ):
             transfer = _Transfer(url, fh, bar, timeout)
             _attempt_until_done(transfer, retries, backoff)
             fh.flush()
             os.fsync(fh.fileno())
         actual = transfer.hasher.hexdigest()
         if expected is not None and actual != expected:
-            raise ChecksumError(f"checksum mismatch for {url}: expected sha256 {expected}, got {actual} "
-                                f"({transfer.have:,} bytes); the download was discarded", url=url)
+            raise ChecksumError(
+                f"checksum mismatch for {url}: expected sha256 {expected}, got {actual} "
+                f"({transfer.have:,} bytes); the download was discarded",
+                url=url,
+            )
         os.replace(part, dest)
     except BaseException:
         part.unlink(missing_ok=True)
@@ -309,10 +368,15 @@ def _attempt_until_done(transfer: _Transfer, retries: int, backoff: float) -> No
             failures = 1 if transfer.have > best else failures + 1
             best = max(best, transfer.have)
             if failures > retries:
-                raise DownloadError(f"cannot download {transfer.url}: gave up after {attempts} attempts "
-                                    f"({retries} retries); last error: {e}", url=transfer.url) from None
+                raise DownloadError(
+                    f"cannot download {transfer.url}: gave up after {attempts} attempts "
+                    f"({retries} retries); last error: {e}",
+                    url=transfer.url,
+                ) from None
             delay = min(backoff * 2 ** (failures - 1), MAX_BACKOFF_S)
-            log.warning("attempt %d at %s failed: %s; retrying in %.2g s", attempts, transfer.url, e, delay)
+            log.warning(
+                "attempt %d at %s failed: %s; retrying in %.2g s", attempts, transfer.url, e, delay
+            )
             time.sleep(delay)
 
 
@@ -384,12 +448,21 @@ def _sniff(path: Path, content_type: str | None, url: str) -> tuple[str, str]:
         return "image", ".webp"
     if detect_format(path):
         return "archive", ""
-    first = next((ln.strip() for ln in head.decode("utf-8", "replace").splitlines()
-                  if ln.strip() and not ln.lstrip().startswith("#")), "")
+    first = next(
+        (
+            ln.strip()
+            for ln in head.decode("utf-8", "replace").splitlines()
+            if ln.strip() and not ln.lstrip().startswith("#")
+        ),
+        "",
+    )
     if first.lower().startswith(("http://", "https://")):
         return "list", ""
-    raise DownloadError(f"cannot tell what {url} is (Content-Type {content_type!r}): not an archive, an image or "
-                        "a list of URLs; end the URL with a suffix such as .zip, .tar.gz, .jpg or .txt", url=url)
+    raise DownloadError(
+        f"cannot tell what {url} is (Content-Type {content_type!r}): not an archive, an image or "
+        "a list of URLs; end the URL with a suffix such as .zip, .tar.gz, .jpg or .txt",
+        url=url,
+    )
 
 
 # -- a list of URLs -------------------------------------------------------------------------------
@@ -413,14 +486,22 @@ def _parse_url_list(list_url: str, text: str) -> list[_ListItem]:
         fields = line.split()
         where = f"{list_url} line {lineno}"
         if len(fields) > 2:
-            items.append(_ListItem(line, None, error=f"{where}: expected 'URL [SHA256]', got {len(fields)} fields"))
+            items.append(
+                _ListItem(
+                    line, None, error=f"{where}: expected 'URL [SHA256]', got {len(fields)} fields"
+                )
+            )
             continue
         url = urllib.parse.urljoin(list_url, fields[0])
         sha256 = fields[1].lower() if len(fields) == 2 else None
         if urllib.parse.urlsplit(url).scheme.lower() not in ("http", "https"):
             items.append(_ListItem(fields[0], None, error=f"{where}: not an http(s) URL"))
         elif sha256 is not None and not _SHA256_RE.fullmatch(sha256):
-            items.append(_ListItem(url, None, error=f"{where}: {fields[1]!r} is not a sha256 (64 hex digits)"))
+            items.append(
+                _ListItem(
+                    url, None, error=f"{where}: {fields[1]!r} is not a sha256 (64 hex digits)"
+                )
+            )
         elif url in seen:
             log.info("%s: %s is listed again; fetched once", where, url)
         else:
@@ -446,8 +527,9 @@ def _name_items(items: list[_ListItem]) -> list[_ListItem]:
     return named
 
 
-def _fetch_url_list(list_url: str, text: str, raw_dir: Path, *, workers: int, progress: bool,
-                    **opts) -> list[AcquiredFile]:
+def _fetch_url_list(
+    list_url: str, text: str, raw_dir: Path, *, workers: int, progress: bool, **opts
+) -> list[AcquiredFile]:
     items = _parse_url_list(list_url, text)
     if not items:
         raise DownloadError(f"{list_url} lists no URLs", url=list_url)
@@ -461,8 +543,10 @@ def _fetch_url_list(list_url: str, text: str, raw_dir: Path, *, workers: int, pr
             return AcquiredFile(item.url, item.relpath, str(e))
         return AcquiredFile(item.url, item.relpath)
 
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool, \
-            tqdm(total=len(items), desc="files", unit="file", disable=not progress) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=max(1, workers)) as pool,
+        tqdm(total=len(items), desc="files", unit="file", disable=not progress) as bar,
+    ):
         futures = [pool.submit(fetch_one, it) for it in items]
         try:
             for future in as_completed(futures):
@@ -476,10 +560,19 @@ def _fetch_url_list(list_url: str, text: str, raw_dir: Path, *, workers: int, pr
         records = [f.result() for f in futures]
 
     n_ok = sum(r.ok for r in records)
-    log.info("fetched %d of the %d files listed in %s; %d failed", n_ok, len(records), list_url, len(records) - n_ok)
+    log.info(
+        "fetched %d of the %d files listed in %s; %d failed",
+        n_ok,
+        len(records),
+        list_url,
+        len(records) - n_ok,
+    )
     if n_ok == 0:
-        raise DownloadError(f"none of the {len(records)} files listed in {list_url} could be fetched; "
-                            f"first error: {records[0].error}", url=list_url)
+        raise DownloadError(
+            f"none of the {len(records)} files listed in {list_url} could be fetched; "
+            f"first error: {records[0].error}",
+            url=list_url,
+        )
     return records
 
 

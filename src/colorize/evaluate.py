@@ -11,9 +11,9 @@ shards were made (``preprocess.prepare_image`` with the same ``PreprocessConfig`
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -22,10 +22,17 @@ from tqdm import tqdm
 from .checkpoint import load_model, working_size
 from .colorspace import lab_to_rgb
 from .imageio import ImageDecodeError, is_image_name
-from .manifest import walk
 from .manifest import source_of as first_component
-from .metrics import (BY_SOURCE_COLUMNS, GRAY, PER_IMAGE_COLUMNS, SUMMARY_COLUMNS, image_metrics, summarize,
-                      summarize_by_source)
+from .manifest import walk
+from .metrics import (
+    BY_SOURCE_COLUMNS,
+    GRAY,
+    PER_IMAGE_COLUMNS,
+    SUMMARY_COLUMNS,
+    image_metrics,
+    summarize,
+    summarize_by_source,
+)
 from .plots import grid_figure, save_figure, select_indices
 from .predict import batch_size_for, predict_l_batch
 from .preprocess import PreprocessConfig, prepare_image
@@ -71,7 +78,9 @@ def evaluate_shards(
         for shard in test_shards:
             for L, ab_true, rel in iter_batches(shard, batch_size):
                 ab_pred = predict_l_batch(model, L, size)
-                for pair in pool.map(lambda args: _score(method, *args), zip(rel, L, ab_true, ab_pred)):
+                for pair in pool.map(
+                    lambda args: _score(method, *args), zip(rel, L, ab_true, ab_pred)
+                ):
                     rows.extend(pair)
                 bar.update(len(rel))
     bar.close()
@@ -86,7 +95,9 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method name {GRAY!r} is reserved for the baseline")
 
 
-def _score(method: str, rel: str, L: np.ndarray, ab_true: np.ndarray, ab_pred: np.ndarray) -> list[dict]:
+def _score(
+    method: str, rel: str, L: np.ndarray, ab_true: np.ndarray, ab_pred: np.ndarray
+) -> list[dict]:
     """The model's row and the gray baseline's row for one image (L HxW, ab 2xHxW, Lab units)."""
     true_rgb = lab_to_rgb(L, ab_true)
     gray_rgb = lab_to_rgb(L, np.zeros_like(ab_true))
@@ -151,7 +162,9 @@ def evaluate_folder(
         raise FileNotFoundError(f"evaluation folder {str(folder)!r} does not exist")
     model.eval()
     batch_size = batch_size_for(model, batch_size)
-    listing = walk(folder, follow_external_links=follow_external_links)  # refused entries: listed as excluded
+    listing = walk(
+        folder, follow_external_links=follow_external_links
+    )  # refused entries: listed as excluded
     relpaths = listing.files
 
     def load(rel: str):
@@ -165,8 +178,12 @@ def evaluate_folder(
             return rel, None, f"decode failed ({type(e).__name__}: {e})"
 
     rows: list[dict] = []
-    excluded: list[dict] = [{"image": rel, "reason": reason} for rel, reason in listing.refused.items()]
-    bar = tqdm(total=len(relpaths), desc=f"evaluate {folder.name}", unit="img", disable=not progress)
+    excluded: list[dict] = [
+        {"image": rel, "reason": reason} for rel, reason in listing.refused.items()
+    ]
+    bar = tqdm(
+        total=len(relpaths), desc=f"evaluate {folder.name}", unit="img", disable=not progress
+    )
     with ThreadPoolExecutor(max(1, workers), thread_name_prefix="metrics") as pool:
         for start in range(0, len(relpaths), batch_size):
             batch = []
@@ -181,11 +198,19 @@ def evaluate_folder(
                 ab_true = np.stack([np.moveaxis(lab[..., 1:], -1, 0) for _, lab in batch])
                 ab_pred = predict_l_batch(model, L)
                 rels = [rel for rel, _ in batch]
-                for pair in pool.map(lambda args: _score(method, *args), zip(rels, L, ab_true, ab_pred)):
+                for pair in pool.map(
+                    lambda args: _score(method, *args), zip(rels, L, ab_true, ab_pred)
+                ):
                     rows.extend(pair)
             bar.update(min(batch_size, len(relpaths) - start))
     bar.close()
-    log.info("%s: %d of %d files evaluated, %d excluded", folder, len(rows) // 2, len(relpaths), len(excluded))
+    log.info(
+        "%s: %d of %d files evaluated, %d excluded",
+        folder,
+        len(rows) // 2,
+        len(relpaths),
+        len(excluded),
+    )
     if excluded_path is not None:
         write_tsv(excluded, excluded_path, EXCLUDED_COLUMNS)
     return rows, _finish(rows, per_image_path, summary_path), excluded
@@ -275,7 +300,9 @@ def comparison_grid(
     columns = {"Grayscale": [lab_to_rgb(x, np.zeros_like(a)) for x, a in zip(L, ab)]}
     columns[label] = [lab_to_rgb(x, a) for x, a in zip(L, predict_l_batch(model.eval(), L, size))]
     if other_model is not None:
-        columns[other_label] = [lab_to_rgb(x, a) for x, a in zip(L, predict_l_batch(other_model.eval(), L, size))]
+        columns[other_label] = [
+            lab_to_rgb(x, a) for x, a in zip(L, predict_l_batch(other_model.eval(), L, size))
+        ]
     columns["Ground truth"] = [lab_to_rgb(x, a) for x, a in zip(L, ab)]
     return save_figure(grid_figure(columns, rel), png_path)
 
@@ -296,5 +323,12 @@ def grid_from_checkpoints(
     model, _ = load_model(checkpoint, device)
     other = load_model(other_checkpoint, device)[0] if other_checkpoint else None
     return comparison_grid(
-        model, test_shards, png_path, n_rows, size=size, label=label, other_model=other, other_label=other_label
+        model,
+        test_shards,
+        png_path,
+        n_rows,
+        size=size,
+        label=label,
+        other_model=other,
+        other_label=other_label,
     )

@@ -60,10 +60,22 @@ def _static_same_padding(model: nn.Module) -> nn.Module:
                 continue
             (kh, kw), (sh, sw), (dh, dw) = child.weight.shape[-2:], child.stride, child.dilation
             ph, pw = max((kh - 1) * dh + 1 - sh, 0), max((kw - 1) * dw + 1 - sw, 0)
-            conv = nn.Conv2d(child.in_channels, child.out_channels, (kh, kw), (sh, sw), 0, (dh, dw), child.groups,
-                             child.bias is not None)
+            conv = nn.Conv2d(
+                child.in_channels,
+                child.out_channels,
+                (kh, kw),
+                (sh, sw),
+                0,
+                (dh, dw),
+                child.groups,
+                child.bias is not None,
+            )
             conv.load_state_dict(child.state_dict())
-            setattr(parent, name, nn.Sequential(nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)), conv))
+            setattr(
+                parent,
+                name,
+                nn.Sequential(nn.ZeroPad2d((pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)), conv),
+            )
     return model
 
 
@@ -75,11 +87,21 @@ def export_onnx(model: nn.Module, ckpt: dict, out, *, trace_size: int | None = N
     size = trace_size or max(multiple, 64 // multiple * multiple)
     example = torch.zeros(1, 1, size, size)
     axes = {0: "batch", 2: "height", 3: "width"}
-    with atomic_path(Path(out).with_suffix(".onnx") if Path(out).suffix != ".onnx" else out) as tmp, \
-            warnings.catch_warnings():
+    with (
+        atomic_path(Path(out).with_suffix(".onnx") if Path(out).suffix != ".onnx" else out) as tmp,
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore")  # the exporter's notes on tracing Python ints
-        torch.onnx.export(_InferencePath(model).eval(), (example,), str(tmp), input_names=[INPUT], output_names=[OUTPUT],
-                          dynamic_axes={INPUT: axes, OUTPUT: axes}, opset_version=OPSET, dynamo=False)
+        torch.onnx.export(
+            _InferencePath(model).eval(),
+            (example,),
+            str(tmp),
+            input_names=[INPUT],
+            output_names=[OUTPUT],
+            dynamic_axes={INPUT: axes, OUTPUT: axes},
+            opset_version=OPSET,
+            dynamo=False,
+        )
         import onnx
 
         proto = onnx.load(str(tmp))
@@ -109,7 +131,11 @@ class OnnxModel(nn.Module):
         """``path``: an .onnx file, or an ``OnnxColorizer`` already open."""
         super().__init__()
         self.runner = path if isinstance(path, OnnxColorizer) else OnnxColorizer(path, threads)
-        self.path, self.meta, self.size_multiple = self.runner.path, self.runner.meta, self.runner.size_multiple
+        self.path, self.meta, self.size_multiple = (
+            self.runner.path,
+            self.runner.meta,
+            self.runner.size_multiple,
+        )
 
     def checkpoint_info(self) -> dict:
         return self.runner.checkpoint_info()

@@ -15,8 +15,8 @@ import hashlib
 import os
 import re
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 
 def temp_path(path) -> Path:
@@ -80,6 +80,7 @@ def atomic_write_bytes(path, data) -> Path:
 
 
 def atomic_write_text(path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` so that it is never half-written."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
     return Path(path)
@@ -93,6 +94,7 @@ def atomic_copy(src, dst) -> Path:
 
 
 def atomic_torch_save(obj, path) -> Path:
+    """``torch.save`` of ``obj`` to ``path`` so that a checkpoint is never half-written."""
     import torch
 
     with atomic_path(path) as tmp:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import io
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import cv2
 import numpy as np
@@ -33,9 +33,15 @@ IMAGE_EXTENSIONS = frozenset(
     ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico".split()
 )
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~1.2 GB of float32 Lab at full resolution
-DEFAULT_MIN_SIDE = 32  # for training and evaluation sets: a shorter side below this is too small to learn from
-_REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
-                  8: cv2.IMREAD_REDUCED_COLOR_8}
+DEFAULT_MIN_SIDE = (
+    32  # for training and evaluation sets: a shorter side below this is too small to learn from
+)
+_REDUCED_FLAGS = {
+    1: cv2.IMREAD_COLOR,
+    2: cv2.IMREAD_REDUCED_COLOR_2,
+    4: cv2.IMREAD_REDUCED_COLOR_4,
+    8: cv2.IMREAD_REDUCED_COLOR_8,
+}
 
 
 class ImageDecodeError(ValueError):
@@ -49,6 +55,8 @@ class ImageDecodeError(ValueError):
 
 @dataclass(frozen=True)
 class Header:
+    """What an image file's header says, read before any pixel is decoded."""
+
     format: str  # PIL's format name: JPEG, PNG, TIFF, GIF, ...
     width: int  # as stored (before EXIF rotation)
     height: int
@@ -63,6 +71,7 @@ class Header:
 
 
 def is_image_name(path) -> bool:
+    """Whether a folder scan takes ``path`` as an image, by its extension (``IMAGE_EXTENSIONS``)."""
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
@@ -116,8 +125,15 @@ def read_header(path, data: bytes | None = None) -> Header:
             warnings.simplefilter("ignore")
             with Image.open(path if data is None else io.BytesIO(data)) as im:
                 orientation = _orientation(im)
-                return Header(im.format or "?", im.width, im.height, im.mode, getattr(im, "n_frames", 1), orientation,
-                              _foreign_profile(im.info.get("icc_profile")) is not None)
+                return Header(
+                    im.format or "?",
+                    im.width,
+                    im.height,
+                    im.mode,
+                    getattr(im, "n_frames", 1),
+                    orientation,
+                    _foreign_profile(im.info.get("icc_profile")) is not None,
+                )
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
@@ -128,7 +144,9 @@ def read_header(path, data: bytes | None = None) -> Header:
 
 
 # Start-of-frame markers (baseline, extended, progressive, lossless; Huffman or arithmetic).
-_SOF_MARKERS = frozenset((0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+_SOF_MARKERS = frozenset(
+    (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF)
+)
 
 
 def _exif_orientation(tiff: bytes) -> int | None:
@@ -145,7 +163,10 @@ def _exif_orientation(tiff: bytes) -> int | None:
     for k in range(count):
         e = ifd + 2 + 12 * k
         if int.from_bytes(tiff[e : e + 2], order) == 0x0112:
-            kind, n = int.from_bytes(tiff[e + 2 : e + 4], order), int.from_bytes(tiff[e + 4 : e + 8], order)
+            kind, n = (
+                int.from_bytes(tiff[e + 2 : e + 4], order),
+                int.from_bytes(tiff[e + 4 : e + 8], order),
+            )
             if n != 1 or kind not in (3, 4):  # SHORT or LONG, one value, stored inline
                 return None
             return int.from_bytes(tiff[e + 8 : e + (10 if kind == 3 else 12)], order) or 1
@@ -195,10 +216,13 @@ def check_size(path, header: Header, *, max_pixels: int, min_side: int = 1) -> N
     """Refuse decompression bombs and images too small to learn from, from the header alone."""
     if header.pixels > max_pixels:
         raise ImageDecodeError(
-            path, f"too many pixels ({header.width}x{header.height} > max_pixels {max_pixels}): decompression-bomb guard"
+            path,
+            f"too many pixels ({header.width}x{header.height} > max_pixels {max_pixels}): decompression-bomb guard",
         )
     if min(header.width, header.height) < min_side:
-        raise ImageDecodeError(path, f"too small ({header.width}x{header.height} < min_side {min_side})")
+        raise ImageDecodeError(
+            path, f"too small ({header.width}x{header.height} < min_side {min_side})"
+        )
 
 
 # EXIF orientation (1..8) -> the OpenCV operation that makes the stored pixels upright, as
@@ -230,8 +254,13 @@ def jpeg_reduction(width: int, height: int, needed_side: int) -> int:
     return 1
 
 
-def _decode_jpeg_cv2(path: Path, header: Header, needed_side: int | None, data: bytes | None = None,
-                     bgr: bool = False) -> np.ndarray:
+def _decode_jpeg_cv2(
+    path: Path,
+    header: Header,
+    needed_side: int | None,
+    data: bytes | None = None,
+    bgr: bool = False,
+) -> np.ndarray:
     buf = np.fromfile(path, dtype=np.uint8) if data is None else np.frombuffer(data, dtype=np.uint8)
     tail = buf[-4096:].tobytes().rstrip(b"\x00\r\n ")
     if not tail.endswith(b"\xff\xd9"):
@@ -259,7 +288,12 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
 
 
 _SRGB = ImageCms.createProfile("sRGB")
-_CONVERTIBLE = {"RGB": "RGB", "L": "RGB", "CMYK": "RGB", "RGBA": "RGBA"}  # mode -> mode after conversion
+_CONVERTIBLE = {
+    "RGB": "RGB",
+    "L": "RGB",
+    "CMYK": "RGB",
+    "RGBA": "RGBA",
+}  # mode -> mode after conversion
 
 
 def _foreign_profile(icc: bytes | None) -> ImageCms.ImageCmsProfile | None:
@@ -303,7 +337,9 @@ def _pil_to_rgb(im: Image.Image) -> np.ndarray:
     return np.asarray(im.convert("RGB"))
 
 
-def _decode_pil(path: Path, header: Header, needed_side: int | None, data: bytes | None = None) -> np.ndarray:
+def _decode_pil(
+    path: Path, header: Header, needed_side: int | None, data: bytes | None = None
+) -> np.ndarray:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -328,8 +364,13 @@ def _decode_pil(path: Path, header: Header, needed_side: int | None, data: bytes
     return np.ascontiguousarray(rgb)
 
 
-def decode_rgb(path, *, header: Header | None = None, max_pixels: int = DEFAULT_MAX_PIXELS,
-               needed_side: int | None = None) -> np.ndarray:
+def decode_rgb(
+    path,
+    *,
+    header: Header | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    needed_side: int | None = None,
+) -> np.ndarray:
     """Decode a file to HxWx3 uint8 RGB, upright (EXIF applied), first frame, alpha on white.
 
     ``needed_side``: the shorter output side the caller needs; a JPEG whose shorter side is at
@@ -342,15 +383,23 @@ def decode_rgb(path, *, header: Header | None = None, max_pixels: int = DEFAULT_
     return _decode(path, header, needed_side, None, bgr=False)
 
 
-def _decode(path: Path, header: Header, needed_side: int | None, data: bytes | None, bgr: bool) -> np.ndarray:
+def _decode(
+    path: Path, header: Header, needed_side: int | None, data: bytes | None, bgr: bool
+) -> np.ndarray:
     if header.format == "JPEG" and header.mode in ("RGB", "L") and not header.icc:
         return _decode_jpeg_cv2(path, header, needed_side, data, bgr=bgr)
     rgb = _decode_pil(path, header, needed_side, data)
     return cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR) if bgr else rgb
 
 
-def load_image(path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, min_side: int = 1,
-               needed_side: int | Callable[[int, int], int] | None = None, bgr: bool = False) -> np.ndarray:
+def load_image(
+    path,
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    min_side: int = 1,
+    needed_side: int | Callable[[int, int], int] | None = None,
+    bgr: bool = False,
+) -> np.ndarray:
     """``decode_rgb`` with a single read of the file: header parsed from the bytes, size checked
     (``max_pixels``, ``min_side``), then the same bytes decoded. ``needed_side`` may be a
     function of the stored (height, width). ``bgr=True`` returns OpenCV's channel order.

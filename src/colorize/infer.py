@@ -15,10 +15,10 @@ import logging
 import os
 import tempfile
 from collections import deque
+from collections.abc import Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -28,7 +28,15 @@ from .colorspace import DEFAULT_SIZE, lightness
 from .files import atomic_write_bytes, remove_stale_temporaries
 from .imageio import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, ImageDecodeError, load_image
 from .predict import batch_size_for, predict_ab, recombine, working_l
-from .status import FATAL_WRITE_ERRNOS, Result, Results, StatusJournal, previous_status, run_settings, source_stamp
+from .status import (
+    FATAL_WRITE_ERRNOS,
+    Result,
+    Results,
+    StatusJournal,
+    previous_status,
+    run_settings,
+    source_stamp,
+)
 from .tsv import printable_name
 
 log = logging.getLogger("colorize.infer")
@@ -104,7 +112,9 @@ def collect_inputs(
         if not p.is_dir():
             items.append((p, PurePath(p.name)))
             continue
-        found = sorted(_image_files(str(p), recursive, excluded), key=lambda rel: rel.split("/"))  # as Paths sort
+        found = sorted(
+            _image_files(str(p), recursive, excluded), key=lambda rel: rel.split("/")
+        )  # as Paths sort
         items.extend((p / rel, PurePath(rel)) for rel in found)
     return items
 
@@ -136,7 +146,9 @@ def _image_files(root: str, recursive: bool, excluded: list[str]) -> Iterator[st
             rel = rel_dir + entry.name
             try:
                 is_dir = entry.is_dir()
-            except OSError:  # a link loop (ELOOP): listed, so that its decode failure gets a status row
+            except (
+                OSError
+            ):  # a link loop (ELOOP): listed, so that its decode failure gets a status row
                 is_dir = False
                 if os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS:
                     yield rel
@@ -144,9 +156,18 @@ def _image_files(root: str, recursive: bool, excluded: list[str]) -> Iterator[st
             if is_dir:
                 if recursive:
                     todo.append((rel + "/", entry.path))
-            elif (entry.is_file() and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
-                  and not (excluded and inside(os.path.realpath(entry.path) if entry.is_symlink()
-                                               else os.path.join(real_folder, entry.name)))):
+            elif (
+                entry.is_file()
+                and os.path.splitext(entry.name)[1].lower() in IMAGE_EXTENSIONS
+                and not (
+                    excluded
+                    and inside(
+                        os.path.realpath(entry.path)
+                        if entry.is_symlink()
+                        else os.path.join(real_folder, entry.name)
+                    )
+                )
+            ):
                 yield rel
 
 
@@ -174,14 +195,30 @@ def _decode(path: Path, size: int, max_pixels: int | None) -> _Decoded:
     return _Decoded(L, working_l(L, size))
 
 
-def _encode(src: Path, dst: Path, L_full: np.ndarray, ab: np.ndarray, jpeg_quality: int, stamp: str,
-            settings: str) -> Result:
+def _encode(
+    src: Path,
+    dst: Path,
+    L_full: np.ndarray,
+    ab: np.ndarray,
+    jpeg_quality: int,
+    stamp: str,
+    settings: str,
+) -> Result:
     h, w = L_full.shape
     try:
         write_bgr(dst, recombine(L_full, ab, order="BGR"), jpeg_quality)
     except Exception as e:  # a full disk or a bad path costs this file, not the run
-        return Result(str(src), None, "failed", f"cannot write {dst}: {e}", w, h, stamp, settings,
-                      errno=getattr(e, "errno", None))
+        return Result(
+            str(src),
+            None,
+            "failed",
+            f"cannot write {dst}: {e}",
+            w,
+            h,
+            stamp,
+            settings,
+            errno=getattr(e, "errno", None),
+        )
     return Result(str(src), str(dst), "ok", "", w, h, stamp, settings)
 
 
@@ -234,13 +271,26 @@ def colorize_files(
         if r is not None:
             journal.add(r)
     if n_resumed:
-        log.info("resuming: %d of %d images already done with the same model and options (%s)", n_resumed,
-                 len(inputs), status_path)
+        log.info(
+            "resuming: %d of %d images already done with the same model and options (%s)",
+            n_resumed,
+            len(inputs),
+            status_path,
+        )
     bar = tqdm(total=len(inputs), unit="img", disable=not progress, desc="colorize")
     bar.update(sum(r is not None for r in results))
-    pipeline = _Pipeline(model, results, journal, bar, settings, size=size, max_pixels=max_pixels,
-                         jpeg_quality=jpeg_quality, batch_size=batch_size_for(model, batch_size),
-                         workers=max(1, int(workers or min(4, os.cpu_count() or 1))))
+    pipeline = _Pipeline(
+        model,
+        results,
+        journal,
+        bar,
+        settings,
+        size=size,
+        max_pixels=max_pixels,
+        jpeg_quality=jpeg_quality,
+        batch_size=batch_size_for(model, batch_size),
+        workers=max(1, int(workers or min(4, os.cpu_count() or 1))),
+    )
     pipeline.run(jobs)
     bar.close()
     return _finish(results, inputs, journal, pipeline.stopped, n_resumed, output_dir)
@@ -262,9 +312,13 @@ def _plan(inputs, output_dir: Path, root, previous: dict, settings: str):
             src = Path(item)
             if root is not None:
                 try:
-                    rel = PurePath(Path(os.path.realpath(src)).relative_to(os.path.realpath(root)).as_posix())
+                    rel = PurePath(
+                        Path(os.path.realpath(src)).relative_to(os.path.realpath(root)).as_posix()
+                    )
                 except ValueError:
-                    results[i] = Result(str(src), None, "failed", f"not under the input root {root}")
+                    results[i] = Result(
+                        str(src), None, "failed", f"not under the input root {root}"
+                    )
                     continue
             else:
                 rel = PurePath(src.name)
@@ -272,20 +326,32 @@ def _plan(inputs, output_dir: Path, root, previous: dict, settings: str):
         key = PurePath(out_rel.as_posix().lower())  # case-insensitive file systems clash too
         if key in claimed:
             results[i] = Result(
-                str(src), None, "failed", f"output {out_rel} would overwrite the one from {claimed[key]}"
+                str(src),
+                None,
+                "failed",
+                f"output {out_rel} would overwrite the one from {claimed[key]}",
             )
             continue
         dst = output_dir / out_rel
         if os.path.realpath(dst) == os.path.realpath(src):  # realpath: no error on a link loop
             results[i] = Result(
-                str(src), None, "failed", "the output would overwrite the input; choose another output folder"
+                str(src),
+                None,
+                "failed",
+                "the output would overwrite the input; choose another output folder",
             )
             continue
         claimed[key] = str(src)
         stamp = source_stamp(src)
         done = previous.get(printable_name(str(src)))
-        if (done and stamp and done["source"] == stamp and done["settings"] == settings
-                and done["output"] == printable_name(str(dst)) and dst.is_file()):
+        if (
+            done
+            and stamp
+            and done["source"] == stamp
+            and done["settings"] == settings
+            and done["output"] == printable_name(str(dst))
+            and dst.is_file()
+        ):
             results[i] = Result(str(src), str(dst), "ok", "", int(done["width"] or 0), int(done["height"] or 0),
                                 stamp, settings, resumed=True)  # fmt: skip
             n_resumed += 1
@@ -300,9 +366,27 @@ class _Pipeline:
     many photos. Each finished file goes into ``results`` and the journal at once; a write that
     fails because the disk is full or read-only stops the run (``stopped`` says why)."""
 
-    def __init__(self, model, results, journal, bar, settings, *, size, max_pixels, jpeg_quality, batch_size,
-                 workers):
-        self.model, self.results, self.journal, self.bar, self.settings = model, results, journal, bar, settings
+    def __init__(
+        self,
+        model,
+        results,
+        journal,
+        bar,
+        settings,
+        *,
+        size,
+        max_pixels,
+        jpeg_quality,
+        batch_size,
+        workers,
+    ):
+        self.model, self.results, self.journal, self.bar, self.settings = (
+            model,
+            results,
+            journal,
+            bar,
+            settings,
+        )
         self.size, self.max_pixels, self.jpeg_quality = size, max_pixels, jpeg_quality
         self.batch_size, self.workers = batch_size, workers
         self.budget = batch_size + workers  # full-size images held at once, 2 bytes per pixel each
@@ -326,11 +410,24 @@ class _Pipeline:
                 try:
                     self.batch.append((i, src, dst, stamp, fut.result()))
                 except ImageDecodeError as e:
-                    self._finished(i, Result(str(src), None, "failed", e.reason, source=stamp,
-                                             settings=self.settings))
+                    self._finished(
+                        i,
+                        Result(
+                            str(src), None, "failed", e.reason, source=stamp, settings=self.settings
+                        ),
+                    )
                 except Exception as e:  # anything unexpected in one file is that file's problem
-                    self._finished(i, Result(str(src), None, "failed", f"{type(e).__name__}: {e}", source=stamp,
-                                             settings=self.settings))
+                    self._finished(
+                        i,
+                        Result(
+                            str(src),
+                            None,
+                            "failed",
+                            f"{type(e).__name__}: {e}",
+                            source=stamp,
+                            settings=self.settings,
+                        ),
+                    )
                 if len(self.batch) == self.batch_size:
                     self._predict_batch()
                 self._refill(todo)
@@ -343,8 +440,14 @@ class _Pipeline:
         self.journal.add(result)
         self.bar.update(1)
         if result.errno in FATAL_WRITE_ERRNOS and self.stopped is None:
-            self.stopped = f"not attempted: the run stopped after a write failed ({os.strerror(result.errno)})"
-            log.error("stopping: cannot write the output of %s: %s", result.input, os.strerror(result.errno))
+            self.stopped = (
+                f"not attempted: the run stopped after a write failed ({os.strerror(result.errno)})"
+            )
+            log.error(
+                "stopping: cannot write the output of %s: %s",
+                result.input,
+                os.strerror(result.errno),
+            )
 
     def _drain(self, limit: int) -> None:
         """Wait for encode jobs until at most ``limit`` are running."""
@@ -359,12 +462,16 @@ class _Pipeline:
             if len(self.pending) + len(self.batch) + len(self.writes) >= self.budget:
                 if self.pending or not self.writes:
                     return
-                self._drain(len(self.writes) - 1)  # nothing decoded to batch: wait for a write to make room
+                self._drain(
+                    len(self.writes) - 1
+                )  # nothing decoded to batch: wait for a write to make room
                 continue
             job = next(todo, None)
             if job is None:
                 return
-            self.pending.append((*job, self.decoders.submit(_decode, job[1], self.size, self.max_pixels)))
+            self.pending.append(
+                (*job, self.decoders.submit(_decode, job[1], self.size, self.max_pixels))
+            )
 
     def _predict_batch(self) -> None:
         batch, self.batch = self.batch, []
@@ -374,22 +481,41 @@ class _Pipeline:
             log.exception("model failed on a batch of %d", len(batch))
             for i, src, _, stamp, d in batch:
                 h, w = d.L_full.shape
-                self._finished(i, Result(str(src), None, "failed", f"model failed: {type(e).__name__}: {e}", w, h,
-                                         stamp, self.settings))
+                self._finished(
+                    i,
+                    Result(
+                        str(src),
+                        None,
+                        "failed",
+                        f"model failed: {type(e).__name__}: {e}",
+                        w,
+                        h,
+                        stamp,
+                        self.settings,
+                    ),
+                )
             return
         for (i, src, dst, stamp, d), a in zip(batch, ab):
-            fut = self.encoders.submit(_encode, src, dst, d.L_full, a, self.jpeg_quality, stamp, self.settings)
+            fut = self.encoders.submit(
+                _encode, src, dst, d.L_full, a, self.jpeg_quality, stamp, self.settings
+            )
             self.writes[fut] = i
 
 
-def _finish(results, inputs, journal, stopped: str | None, n_resumed: int, output_dir: Path) -> Results:
+def _finish(
+    results, inputs, journal, stopped: str | None, n_resumed: int, output_dir: Path
+) -> Results:
     """Every input's row (the ones never reached when the run stopped early say so), the
     complete status table, and the summary line."""
     final = Results(results)
     for i, r in enumerate(final):
         if r is None:  # never reached: the run stopped early
-            final[i] = Result(str(inputs[i][0] if isinstance(inputs[i], tuple) else inputs[i]), None, "failed",
-                              stopped or "not attempted")
+            final[i] = Result(
+                str(inputs[i][0] if isinstance(inputs[i], tuple) else inputs[i]),
+                None,
+                "failed",
+                stopped or "not attempted",
+            )
     final.status_path = journal.finish(final)
     final.resumed = n_resumed
     final.stopped = stopped

@@ -25,7 +25,11 @@ import numpy as np
 
 # CIE Lab -> XYZ (D65, OpenCV's white point) -> linear sRGB, as colorspace._linear_rgb.
 _XN, _ZN = 0.950456, 1.088754
-_M = ((3.240479, -1.53715, -0.498535), (-0.969256, 1.875991, 0.041556), (0.055648, -0.204043, 1.057311))
+_M = (
+    (3.240479, -1.53715, -0.498535),
+    (-0.969256, 1.875991, 0.041556),
+    (0.055648, -0.204043, 1.057311),
+)
 _DELTA = 6.0 / 29.0
 _KAPPA = 3.0 * _DELTA * _DELTA
 _TWO_PI = 2.0 * math.pi
@@ -47,9 +51,11 @@ def _linear(L, a, b):
     x = _XN * _g(fy + a / 500.0)
     y = _g(fy)
     z = _ZN * _g(fy - b / 200.0)
-    return (_M[0][0] * x + _M[0][1] * y + _M[0][2] * z,
-            _M[1][0] * x + _M[1][1] * y + _M[1][2] * z,
-            _M[2][0] * x + _M[2][1] * y + _M[2][2] * z)
+    return (
+        _M[0][0] * x + _M[0][1] * y + _M[0][2] * z,
+        _M[1][0] * x + _M[1][1] * y + _M[1][2] * z,
+        _M[2][0] * x + _M[2][1] * y + _M[2][2] * z,
+    )
 
 
 @numba.njit(cache=True, nogil=True, fastmath=_FAST)
@@ -74,7 +80,14 @@ def _row_linear(L, l_scale, a0, a1, b0, b1, f, lr, lg, lb):
 def _outside_mask(lr, lg, lb, lo, hi, mask):
     n = 0
     for x in range(lr.shape[0]):  # vectorised: ~0.5 ns a pixel
-        out = ~((lr[x] >= lo) & (lr[x] <= hi) & (lg[x] >= lo) & (lg[x] <= hi) & (lb[x] >= lo) & (lb[x] <= hi))
+        out = ~(
+            (lr[x] >= lo)
+            & (lr[x] <= hi)
+            & (lg[x] >= lo)
+            & (lg[x] <= hi)
+            & (lb[x] >= lo)
+            & (lb[x] <= hi)
+        )
         mask[x] = out  # (a NaN compares False: outside)
         n += out
     return n
@@ -142,8 +155,9 @@ def _row_fit(L, l_scale, a0, a1, b0, b1, f, lr, lg, lb, gamut, idx, n):
             i = min(int(hx), n_hue - 1)
             j = min(int(ly), n_l - 2)
             fx, fy = hx - i, ly - j
-            limit = ((1.0 - fy) * ((1.0 - fx) * gamut[j, i] + fx * gamut[j, i + 1])
-                     + fy * ((1.0 - fx) * gamut[j + 1, i] + fx * gamut[j + 1, i + 1]))
+            limit = (1.0 - fy) * ((1.0 - fx) * gamut[j, i] + fx * gamut[j, i + 1]) + fy * (
+                (1.0 - fx) * gamut[j + 1, i] + fx * gamut[j + 1, i + 1]
+            )
             limit = max(limit, 0.0)
             if chroma > limit:
                 a, b = a * (limit / chroma), b * (limit / chroma)
@@ -156,8 +170,16 @@ def _row_fit(L, l_scale, a0, a1, b0, b1, f, lr, lg, lb, gamut, idx, n):
 # error 0.0003 of a level in float32 (tests/test_kernels.py), so a value rounds to the exact
 # curve's level unless it lies within 0.0003 of a half level.
 _U_SCALE, _U_OFFSET = 2.619669900441418, -1.619669900441418
-_SRGB_POLY = (1.06689387e+02, 1.24217228e+02, 2.55660045e+01, -1.75530944e+00,
-              3.51926611e-01, -9.82003194e-02, 4.98409153e-02, -2.10294373e-02)
+_SRGB_POLY = (
+    1.06689387e02,
+    1.24217228e02,
+    2.55660045e01,
+    -1.75530944e00,
+    3.51926611e-01,
+    -9.82003194e-02,
+    4.98409153e-02,
+    -2.10294373e-02,
+)
 _SRGB_KNEE = 0.0031308  # below: the straight segment 12.92 t
 
 
@@ -212,7 +234,21 @@ def lab_to_rgb8(L, l_scale, a_cols, a_step, b_cols, b_step, src, frac, keep, gam
         if keep:
             n = _outside(lr, lg, lb, tol, mask, idx)
             if n:
-                _row_fit(L[y], l_scale, a_cols[s], a_step[s], b_cols[s], b_step[s], f, lr, lg, lb, gamut, idx, n)
+                _row_fit(
+                    L[y],
+                    l_scale,
+                    a_cols[s],
+                    a_step[s],
+                    b_cols[s],
+                    b_step[s],
+                    f,
+                    lr,
+                    lg,
+                    lb,
+                    gamut,
+                    idx,
+                    n,
+                )
         _row_levels(lr, qr)
         _row_levels(lg, qg)
         _row_levels(lb, qb)
@@ -226,8 +262,11 @@ def lightness_from_table(img, table, bgr, out):
     ib, ir = (0, 2) if bgr else (2, 0)
     for y in range(h):
         for x in range(w):
-            out[y, x] = table[np.int64(img[y, x, ib]) | (np.int64(img[y, x, 1]) << 8)
-                              | (np.int64(img[y, x, ir]) << 16)]
+            out[y, x] = table[
+                np.int64(img[y, x, ib])
+                | (np.int64(img[y, x, 1]) << 8)
+                | (np.int64(img[y, x, ir]) << 16)
+            ]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -249,8 +288,11 @@ def fill_lightness_table(grid, fixed, packed, table):
                 cz = fixed[b]
                 tz, s = cz >> 9, (cz >> 5) & 15
                 tz1 = min(tz + 1, last)
-                v = ((16 - p) * ((16 - q) * ((16 - s) * grid[tx, ty, tz] + s * grid[tx, ty, tz1])
-                                 + q * ((16 - s) * grid[tx, ty1, tz] + s * grid[tx, ty1, tz1]))
-                     + p * ((16 - q) * ((16 - s) * grid[tx1, ty, tz] + s * grid[tx1, ty, tz1])
-                            + q * ((16 - s) * grid[tx1, ty1, tz] + s * grid[tx1, ty1, tz1])))
+                v = (16 - p) * (
+                    (16 - q) * ((16 - s) * grid[tx, ty, tz] + s * grid[tx, ty, tz1])
+                    + q * ((16 - s) * grid[tx, ty1, tz] + s * grid[tx, ty1, tz1])
+                ) + p * (
+                    (16 - q) * ((16 - s) * grid[tx1, ty, tz] + s * grid[tx1, ty, tz1])
+                    + q * ((16 - s) * grid[tx1, ty1, tz] + s * grid[tx1, ty1, tz1])
+                )
                 table[b | (g << 8) | (r << 16)] = packed[(v + 2048) >> 12]

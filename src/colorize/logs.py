@@ -11,8 +11,12 @@ def setup_logging(log_file=None, level=logging.INFO) -> None:
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_file:
         handlers.append(logging.FileHandler(log_file, mode="w"))
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s: %(message)s",
-                        handlers=handlers, force=True)
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        handlers=handlers,
+        force=True,
+    )
     logging.captureWarnings(True)
 
 
@@ -22,7 +26,9 @@ def snakemake_log(snakemake) -> None:
     setup_logging(snakemake.log[0] if snakemake.log else None)
 
     def log_uncaught(exc_type, exc, tb):
-        logging.getLogger("colorize").critical("%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb))
+        logging.getLogger("colorize").critical(
+            "%s: %s", exc_type.__name__, exc, exc_info=(exc_type, exc, tb)
+        )
         logging.shutdown()
 
     sys.excepthook = log_uncaught

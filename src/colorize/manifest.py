@@ -26,20 +26,40 @@ from pathlib import Path
 
 from . import split as splitmod
 from .files import sha256_file
-from .imageio import DEFAULT_MAX_PIXELS, DEFAULT_MIN_SIDE, ImageDecodeError, check_size, is_image_name, read_header
+from .imageio import (
+    DEFAULT_MAX_PIXELS,
+    DEFAULT_MIN_SIDE,
+    ImageDecodeError,
+    check_size,
+    is_image_name,
+    read_header,
+)
 from .tsv import is_utf8_name, printable_name, read_tsv, unescape
 
 log = logging.getLogger("colorize.manifest")
 
-SCAN_COLUMNS = ["relpath", "bytes", "sha256", "width", "height", "format", "split", "shard", "status"]
+SCAN_COLUMNS = [
+    "relpath",
+    "bytes",
+    "sha256",
+    "width",
+    "height",
+    "format",
+    "split",
+    "shard",
+    "status",
+]
 OK = "ok"
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # written by Snakemake into directory() outputs
+
 
 def matches(relpath: str, include) -> bool:
     """Does a relative path match one of the ``dataset.include`` glob patterns?
     ``*`` stays within a folder, ``**`` crosses folders (``intel/train/**``)."""
-    return any(fnmatch.fnmatchcase(relpath, pat) or (pat.endswith("/**") and relpath.startswith(pat[:-2]))
-               for pat in include)
+    return any(
+        fnmatch.fnmatchcase(relpath, pat) or (pat.endswith("/**") and relpath.startswith(pat[:-2]))
+        for pat in include
+    )
 
 
 @dataclass(frozen=True)
@@ -102,7 +122,10 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
             is_link = entry.is_symlink()
             try:
                 target = path.resolve() if is_link else path
-            except (RuntimeError, OSError):  # RuntimeError("Symlink loop") on Python 3.11, OSError ELOOP later
+            except (
+                RuntimeError,
+                OSError,
+            ):  # RuntimeError("Symlink loop") on Python 3.11, OSError ELOOP later
                 refuse(rel, f"symlink loop (to {printable_name(os.readlink(path))!r})")
                 continue
             if is_link:
@@ -111,13 +134,21 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
                     refuse(rel, f"broken symlink (to {shown!r})")
                     continue
                 if not target.is_relative_to(real_root) and not follow_external_links:
-                    refuse(rel, f"symlink leaves the source folder (to {shown!r}; set {LINK_SWITCH}: true "
-                                "to follow it)", target.is_dir())
+                    refuse(
+                        rel,
+                        f"symlink leaves the source folder (to {shown!r}; set {LINK_SWITCH}: true "
+                        "to follow it)",
+                        target.is_dir(),
+                    )
                     continue
             if not is_utf8_name(entry.name):
                 is_dir = target.is_dir()
                 hint = "its files are not used" if is_dir else "its bad bytes are shown as \\xNN"
-                refuse(rel, f"{'folder' if is_dir else 'file'} name is not valid UTF-8 (rename it; {hint})", is_dir)
+                refuse(
+                    rel,
+                    f"{'folder' if is_dir else 'file'} name is not valid UTF-8 (rename it; {hint})",
+                    is_dir,
+                )
                 continue
             if target.is_dir():
                 real = target.resolve()
@@ -197,8 +228,17 @@ def source_path(root, relpath: str) -> Path:
 
 def _inspect(root, relpath: str, max_pixels: int, min_side: int) -> dict:
     p = source_path(root, relpath)
-    row = {"relpath": relpath, "bytes": "", "sha256": "", "width": "", "height": "",
-           "format": "", "split": "", "shard": "", "status": OK}
+    row = {
+        "relpath": relpath,
+        "bytes": "",
+        "sha256": "",
+        "width": "",
+        "height": "",
+        "format": "",
+        "split": "",
+        "shard": "",
+        "status": OK,
+    }
     try:
         row["bytes"] = p.stat().st_size
         row["sha256"] = sha256_file(p)
@@ -217,9 +257,20 @@ def _inspect(root, relpath: str, max_pixels: int, min_side: int) -> dict:
     return row
 
 
-def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed: int = 0,
-         max_pixels: int = DEFAULT_MAX_PIXELS, min_side: int = DEFAULT_MIN_SIDE, threads: int = 4, progress: bool = True,
-         include=("**",), follow_external_links: bool = False) -> list[dict]:
+def scan(
+    root,
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    shards: dict,
+    seed: int = 0,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int = DEFAULT_MIN_SIDE,
+    threads: int = 4,
+    progress: bool = True,
+    include=("**",),
+    follow_external_links: bool = False,
+) -> list[dict]:
     """One row per entry of ``root`` (``walk``): usable files header-checked and hashed, refused
     entries (links leaving the folder, names that are not UTF-8, ...) with their reason.
 
@@ -244,10 +295,30 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
     for rel, reason in listing.refused.items():
         log.warning("excluded %s: %s", rel, reason)
     with ThreadPoolExecutor(max(1, threads)) as pool:
-        rows = list(tqdm(pool.map(lambda r: _inspect(root, r, max_pixels, min_side), relpaths),
-                         total=len(relpaths), desc="scan", unit="file", disable=not progress, mininterval=1.0))
-    rows += [{"relpath": rel, "bytes": "", "sha256": "", "width": "", "height": "", "format": "", "split": "",
-              "shard": "", "status": reason} for rel, reason in listing.refused.items()]
+        rows = list(
+            tqdm(
+                pool.map(lambda r: _inspect(root, r, max_pixels, min_side), relpaths),
+                total=len(relpaths),
+                desc="scan",
+                unit="file",
+                disable=not progress,
+                mininterval=1.0,
+            )
+        )
+    rows += [
+        {
+            "relpath": rel,
+            "bytes": "",
+            "sha256": "",
+            "width": "",
+            "height": "",
+            "format": "",
+            "split": "",
+            "shard": "",
+            "status": reason,
+        }
+        for rel, reason in listing.refused.items()
+    ]
     rows.sort(key=lambda r: r["relpath"])
     first_seen: dict[str, str] = {}
     for row in rows:  # sorted by relpath: the first copy of a duplicate is kept
@@ -258,16 +329,26 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
             continue
         first_seen[row["sha256"]] = row["relpath"]
         if not isinstance(root, Mapping):
-            row["split"], shard = splitmod.assign(row["relpath"], val_fraction=val_fraction,
-                                                  test_fraction=test_fraction, shards=shards, seed=seed)
+            row["split"], shard = splitmod.assign(
+                row["relpath"],
+                val_fraction=val_fraction,
+                test_fraction=test_fraction,
+                shards=shards,
+                seed=seed,
+            )
             row["shard"] = f"{shard:03d}"
     if isinstance(root, Mapping):
         by_source: dict[str, list[str]] = {name: [] for name in root}
         usable = [row for row in rows if row["status"] == OK]
         for row in usable:
             by_source[source_of(row["relpath"])].append(row["relpath"])
-        assigned = splitmod.assign_stratified(by_source, val_fraction=val_fraction, test_fraction=test_fraction,
-                                              shards=shards, seed=seed)
+        assigned = splitmod.assign_stratified(
+            by_source,
+            val_fraction=val_fraction,
+            test_fraction=test_fraction,
+            shards=shards,
+            seed=seed,
+        )
         for row in usable:
             row["split"], shard = assigned[row["relpath"]]
             row["shard"] = f"{shard:03d}"
@@ -276,7 +357,9 @@ def scan(root, *, val_fraction: float, test_fraction: float, shards: dict, seed:
 
 def shard_rows(scan_rows: list[dict], split: str, shard: str) -> list[dict]:
     """The rows of one shard, in manifest order."""
-    return [r for r in scan_rows if r["status"] == OK and r["split"] == split and r["shard"] == shard]
+    return [
+        r for r in scan_rows if r["status"] == OK and r["split"] == split and r["shard"] == shard
+    ]
 
 
 def _usable_lines(scan_tsv):

@@ -31,7 +31,7 @@ models over shards and folders and writes the tables.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -42,7 +42,15 @@ AUC_MAX_THRESHOLD = 150.0  # Zhang et al.: thresholds 0..150 in ab units
 VIVID_CHROMA = 20.0  # Lab chroma from which a true pixel counts as vivid
 VIVID_RADIUS = 20.0  # ab distance within which a vivid pixel counts as hit
 GRAY = "gray"  # method name of the baseline: the true L with ab = 0
-METRIC_COLUMNS = ("psnr", "ssim", "colorfulness_pred", "colorfulness_true", "chroma_pred", "chroma_true", "auc")
+METRIC_COLUMNS = (
+    "psnr",
+    "ssim",
+    "colorfulness_pred",
+    "colorfulness_true",
+    "chroma_pred",
+    "chroma_true",
+    "auc",
+)
 VIVID_COLUMNS = ("vivid_hits", "vivid_pixels")  # per image (NaN / 0 without a vivid pixel)
 VIVID_SUMMARY_COLUMNS = ("vivid_hits_image_mean", "vivid_hits_pooled")
 PER_IMAGE_COLUMNS = ("image", "method", *METRIC_COLUMNS, *VIVID_COLUMNS)
@@ -90,7 +98,9 @@ def ab_of_rgb(rgb: np.ndarray) -> np.ndarray:
     return ab
 
 
-def ab_error_auc(ab_pred: np.ndarray, ab_true: np.ndarray, max_threshold: float = AUC_MAX_THRESHOLD) -> float:
+def ab_error_auc(
+    ab_pred: np.ndarray, ab_true: np.ndarray, max_threshold: float = AUC_MAX_THRESHOLD
+) -> float:
     """Area under "fraction of pixels with ab distance <= t" for t in [0, max_threshold], over max_threshold.
 
     Computed exactly: the area under an empirical CDF up to T is mean(max(0, T - d)), so the
@@ -102,8 +112,12 @@ def ab_error_auc(ab_pred: np.ndarray, ab_true: np.ndarray, max_threshold: float 
     return float(np.clip(1.0 - d / max_threshold, 0.0, 1.0).mean())
 
 
-def vivid_hit_counts(ab_pred: np.ndarray, ab_true: np.ndarray, chroma: float = VIVID_CHROMA,
-                     radius: float = VIVID_RADIUS) -> tuple[int, int]:
+def vivid_hit_counts(
+    ab_pred: np.ndarray,
+    ab_true: np.ndarray,
+    chroma: float = VIVID_CHROMA,
+    radius: float = VIVID_RADIUS,
+) -> tuple[int, int]:
     """(hits, vivid pixels): pixels with true chroma >= ``chroma``, and those of them whose
     predicted ab lies less than ``radius`` from the true ab (``ab_*`` ...x2, Lab units). The
     bound is strict so that gray (distance = true chroma >= 20) never hits."""
@@ -122,7 +136,9 @@ def vivid_hits(ab_pred: np.ndarray, ab_true: np.ndarray, **kwargs) -> float:
 def pooled_vivid_hits(rows: Sequence[dict]) -> float:
     """Hits over vivid pixels of all ``rows`` (each with ``vivid_hits`` and ``vivid_pixels``); NaN without any."""
     vivid = sum(int(r["vivid_pixels"]) for r in rows)
-    hits = sum(float(r["vivid_hits"]) * int(r["vivid_pixels"]) for r in rows if int(r["vivid_pixels"]))
+    hits = sum(
+        float(r["vivid_hits"]) * int(r["vivid_pixels"]) for r in rows if int(r["vivid_pixels"])
+    )
     return hits / vivid if vivid else math.nan
 
 
@@ -176,7 +192,10 @@ def summarize_by_source(rows: Sequence[dict], source_of, baseline: str = GRAY) -
     sources = list(dict.fromkeys(source_of(r["image"]) for r in rows))
     out = []
     for src in sources:
-        out += [{"source": src, **row} for row in summarize([r for r in rows if source_of(r["image"]) == src], baseline)]
+        out += [
+            {"source": src, **row}
+            for row in summarize([r for r in rows if source_of(r["image"]) == src], baseline)
+        ]
     return out
 
 

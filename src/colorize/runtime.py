@@ -57,7 +57,10 @@ def head_options(model) -> dict:
     if callable(own):
         return own()
     head = getattr(model, "head", None)
-    return {"temperature": getattr(head, "temperature", None), "chroma_gain": getattr(head, "chroma_gain", None)}
+    return {
+        "temperature": getattr(head, "temperature", None),
+        "chroma_gain": getattr(head, "chroma_gain", None),
+    }
 
 
 def gpu_present() -> bool:
@@ -80,15 +83,19 @@ class OnnxColorizer:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise ImportError(f"{path}: running an ONNX model needs onnxruntime, a dependency of colorize: "
-                              "pip install -r envs/requirements.txt") from None
+            raise ImportError(
+                f"{path}: running an ONNX model needs onnxruntime, a dependency of colorize: "
+                "pip install -r envs/requirements.txt"
+            ) from None
         self.path = Path(path)
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = int(threads)
         # no busy-waiting between runs: the decode and encode threads need those cores
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.path), options, providers=["CPUExecutionProvider"]
+        )
         self.meta = dict(self.session.get_modelmeta().custom_metadata_map)
         self._check_interface()
         self.size_multiple = int(self.meta.get("size_multiple") or 1)
@@ -99,16 +106,27 @@ class OnnxColorizer:
         ``L_norm`` (B, 1, H, W), one output ``ab_norm`` (B, 2, H, W), our metadata. (Any valid
         ONNX file loads in onnxruntime; without this every photo would fail later.)"""
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
-        found = (f"inputs {[(i.name, len(i.shape or [])) for i in inputs]}, "
-                 f"outputs {[(o.name, len(o.shape or [])) for o in outputs]}")
-        fits = (len(inputs) == 1 and inputs[0].name == INPUT and len(inputs[0].shape or []) == 4
-                and inputs[0].shape[1] == 1 and any(o.name == OUTPUT and len(o.shape or []) == 4 for o in outputs))
+        found = (
+            f"inputs {[(i.name, len(i.shape or [])) for i in inputs]}, "
+            f"outputs {[(o.name, len(o.shape or [])) for o in outputs]}"
+        )
+        fits = (
+            len(inputs) == 1
+            and inputs[0].name == INPUT
+            and len(inputs[0].shape or []) == 4
+            and inputs[0].shape[1] == 1
+            and any(o.name == OUTPUT and len(o.shape or []) == 4 for o in outputs)
+        )
         if not fits:
-            raise ValueError(f"not a colorize model: it needs input {INPUT!r} (B, 1, H, W) and output "
-                             f"{OUTPUT!r} (B, 2, H, W), it has {found}")
+            raise ValueError(
+                f"not a colorize model: it needs input {INPUT!r} (B, 1, H, W) and output "
+                f"{OUTPUT!r} (B, 2, H, W), it has {found}"
+            )
         if "model_config" not in self.meta or "size_multiple" not in self.meta:
-            raise ValueError("not exported by colorize export: the model_config and size_multiple "
-                             "metadata are missing")
+            raise ValueError(
+                "not exported by colorize export: the model_config and size_multiple "
+                "metadata are missing"
+            )
 
     def eval(self) -> OnnxColorizer:
         return self
@@ -129,7 +147,10 @@ class OnnxColorizer:
 
     def head_options(self) -> dict:
         recorded = json.loads(self.meta.get("head_options") or "{}")
-        return {"temperature": recorded.get("temperature"), "chroma_gain": recorded.get("chroma_gain")}
+        return {
+            "temperature": recorded.get("temperature"),
+            "chroma_gain": recorded.get("chroma_gain"),
+        }
 
     def predict_normalized(self, L_norm: np.ndarray) -> np.ndarray:
         """(B, H, W) or (B, 1, H, W) normalised L -> (B, 2, H, W) float32 normalised ab."""
@@ -155,5 +176,7 @@ def open_onnx(path, threads: int | None = None) -> OnnxColorizer:
     except ImportError:
         raise
     except Exception as e:  # onnxruntime's errors for a file that is not a model
-        raise CheckpointError(f"{path}: not a loadable ONNX model ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})") from None
+        raise CheckpointError(
+            f"{path}: not a loadable ONNX model ({type(e).__name__}: "
+            f"{str(e).splitlines()[0][:200] if str(e) else 'no details'})"
+        ) from None

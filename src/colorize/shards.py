@@ -59,7 +59,12 @@ def to_float16(src: np.ndarray, dst: np.ndarray) -> None:
     OpenCV's conversion uses the CPU's F16C instructions: ~20x faster than numpy's
     ``astype(np.float16)`` here, with the same bits (``tests/test_shards.py`` checks).
     """
-    if _CONVERT_FP16 is not None and src.dtype == np.float32 and src.size and src.flags.c_contiguous:
+    if (
+        _CONVERT_FP16 is not None
+        and src.dtype == np.float32
+        and src.size
+        and src.flags.c_contiguous
+    ):
         shape2d = (-1, src.shape[-1])
         out = _CONVERT_FP16(src.reshape(shape2d), dst.view(np.int16).reshape(shape2d))
         if out.ctypes.data == dst.ctypes.data:  # converted in place, as intended
@@ -111,11 +116,15 @@ class ShardWriter:
             store_dtype=np.dtype(STORE_DTYPE).name,
         )
         str_t = h5py.string_dtype("utf-8")
-        self.L = self.f.create_dataset("L", (0, s, s), STORE_DTYPE, maxshape=(None, s, s), chunks=(1, s, s), **kw)
+        self.L = self.f.create_dataset(
+            "L", (0, s, s), STORE_DTYPE, maxshape=(None, s, s), chunks=(1, s, s), **kw
+        )
         self.ab = self.f.create_dataset(
             "ab", (0, 2, s, s), STORE_DTYPE, maxshape=(None, 2, s, s), chunks=(1, 2, s, s), **kw
         )
-        self.relpath = self.f.create_dataset("relpath", (0,), str_t, maxshape=(None,), chunks=(256,))
+        self.relpath = self.f.create_dataset(
+            "relpath", (0,), str_t, maxshape=(None,), chunks=(256,)
+        )
         self.sha256 = self.f.create_dataset("sha256", (0,), str_t, maxshape=(None,), chunks=(256,))
         batch = max(1, min(64, WRITE_BATCH_BYTES // (3 * s * s * np.dtype(STORE_DTYPE).itemsize)))
         self._L_buf = np.empty((batch, s, s), STORE_DTYPE)
@@ -127,7 +136,9 @@ class ShardWriter:
         """``lab`` is HxWx3 float32 Lab at the shard's image size (``preprocess.prepare_image``
         returns one whose channel-first planes are contiguous: stored without a copy)."""
         if lab.shape != (self.size, self.size, 3):
-            raise ValueError(f"{relpath}: Lab image is {lab.shape}, shard expects {(self.size, self.size, 3)}")
+            raise ValueError(
+                f"{relpath}: Lab image is {lab.shape}, shard expects {(self.size, self.size, 3)}"
+            )
         planes = np.ascontiguousarray(np.moveaxis(lab, -1, 0), dtype=np.float32)
         k = len(self._names)
         to_float16(planes[0], self._L_buf[k])
@@ -221,9 +232,13 @@ def check_shard(path) -> None:
         with h5py.File(path, "r") as f:
             missing = [k for k in ("L", "ab", "relpath") if k not in f]
             if missing:
-                raise ShardError(f"{path}: an HDF5 file but not a colorize shard (no {', '.join(missing)} dataset)")
+                raise ShardError(
+                    f"{path}: an HDF5 file but not a colorize shard (no {', '.join(missing)} dataset)"
+                )
             if f["L"].ndim != 3 or f["ab"].ndim != 4:
-                raise ShardError(f"{path}: not a colorize shard (L is {f['L'].shape}, ab is {f['ab'].shape})")
+                raise ShardError(
+                    f"{path}: not a colorize shard (L is {f['L'].shape}, ab is {f['ab'].shape})"
+                )
     except OSError as e:
         raise ShardError(f"{path}: unreadable HDF5 file ({e})") from None
 
@@ -243,7 +258,11 @@ def iter_batches(path, batch_size: int = 32):
         n = f["L"].shape[0]
         for start in range(0, n, max(1, batch_size)):
             sl = slice(start, min(n, start + batch_size))
-            yield f["L"][sl].astype(np.float32), f["ab"][sl].astype(np.float32), strings(f["relpath"][sl])
+            yield (
+                f["L"][sl].astype(np.float32),
+                f["ab"][sl].astype(np.float32),
+                strings(f["relpath"][sl]),
+            )
 
 
 def iter_ab(path, batch_size: int = 256):
@@ -254,7 +273,9 @@ def iter_ab(path, batch_size: int = 256):
             yield f["ab"][start : start + batch_size].astype(np.float32)
 
 
-def read_images(paths: Sequence, indices: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def read_images(
+    paths: Sequence, indices: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Images number ``indices`` of the shards taken in order: (L (n,H,W), ab (n,2,H,W)) float32, relpaths."""
     wanted = sorted(set(indices))
     L, ab, rel = [], [], []

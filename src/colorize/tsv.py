@@ -15,8 +15,8 @@ from __future__ import annotations
 import math
 import os
 import re
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from .files import atomic_write_text
 
@@ -60,10 +60,12 @@ def unescape(field: str) -> str:
 
 
 def row_line(values: Iterable) -> str:
+    """One TSV line (no newline) of ``values``, each escaped by ``cell``."""
     return "\t".join(cell(v) for v in values)
 
 
 def table_text(rows: Sequence[dict], columns: Sequence[str]) -> str:
+    """A whole TSV table: the header of ``columns``, then one line per row dict."""
     lines = ["\t".join(columns)] + [row_line(row.get(c, "") for c in columns) for row in rows]
     return "\n".join(lines) + "\n"
 
@@ -106,6 +108,7 @@ class TsvStream:
 
 
 def parse_line(line: str) -> list[str]:
+    """The unescaped fields of one TSV line (without its newline)."""
     return [unescape(f) for f in line.split("\t")]
 
 

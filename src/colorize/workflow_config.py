@@ -106,6 +106,7 @@ def config_layers(configfiles, workflow_configfile, config: dict) -> list[Layer]
 
 
 def merged(layers: list[Layer]) -> dict:
+    """The files of ``layers`` merged as Snakemake merges them, without ``--config``."""
     out: dict = {}
     for layer in layers:
         out = merge(out, layer.content)
@@ -126,7 +127,9 @@ def use_whole_model_entries(config: dict, layers: list[Layer], cli: dict) -> Non
 def check_model_selection(config: dict, layers: list[Layer], cli: dict) -> None:
     """A --configfile that defines models must also say which run: else the workflow config's
     ``run_models`` (the demo's models) would silently apply to a preset or a user's config."""
-    cli_sets = "run_models" in cli or any("run_models" in lay.content for lay in layers if lay.given)
+    cli_sets = "run_models" in cli or any(
+        "run_models" in lay.content for lay in layers if lay.given
+    )
     own_sets = any("run_models" in lay.content for lay in layers if not lay.given)
     defining = [lay for lay in layers if lay.given and lay.content.get("models")]
     if own_sets and not cli_sets and defining:
@@ -140,6 +143,7 @@ def check_model_selection(config: dict, layers: list[Layer], cli: dict) -> None:
 
 
 def load_schema(path) -> dict:
+    """The JSON schema (YAML) at ``path``."""
     with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)
 
@@ -200,6 +204,7 @@ def check_model(config: dict, name: str) -> None:
 
 
 def is_remote(source: str) -> bool:
+    """Whether ``source`` is downloaded (an http(s):// URL)."""
     return source.startswith(("http://", "https://"))
 
 

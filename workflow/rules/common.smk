@@ -162,9 +162,7 @@ def eval_set_images(wildcards):
 
     root = eval_set_folder(wildcards)
     links = config["dataset"]["follow_external_links"]
-    return [
-        os.path.join(root, r) for r in list_files(root, follow_external_links=links)
-    ]
+    return [os.path.join(root, r) for r in list_files(root, follow_external_links=links)]
 
 
 def colorized_images(wildcards):
@@ -260,9 +258,7 @@ def overview_evaluations(wildcards):
 
     triples = []
     for model in evaluated_models():
-        triples.append(
-            (model, TEST_SPLIT, f"results/{wildcards.dataset}/eval/{model}/summary.tsv")
-        )
+        triples.append((model, TEST_SPLIT, f"results/{wildcards.dataset}/eval/{model}/summary.tsv"))
         for evalset in config["eval_sets"]:
             triples.append(
                 (
@@ -285,8 +281,7 @@ def overview_inputs(wildcards):
         "summary": f"results/{wildcards.dataset}/summary.tsv",
         "evaluations": [path for _, _, path in overview_evaluations(wildcards)],
         "grids": [
-            f"results/{wildcards.dataset}/eval/{model}/grid.png"
-            for model in evaluated_models()
+            f"results/{wildcards.dataset}/eval/{model}/grid.png" for model in evaluated_models()
         ],
         "by_source": [
             f"results/{wildcards.dataset}/eval/{model}/by_source.tsv"
@@ -310,8 +305,6 @@ def all_targets():
         if config["colorize"]["input_dir"]:
             targets.append(f"results/{DATASET}/colorized/{model}/status.tsv")
         for evalset in config["eval_sets"]:
-            targets.append(
-                f"results/{DATASET}/eval/{model}/external/{evalset}/summary.tsv"
-            )
+            targets.append(f"results/{DATASET}/eval/{model}/external/{evalset}/summary.tsv")
     targets.append(f"results/{DATASET}/overview.html")
     return targets

@@ -6,14 +6,14 @@ rule fetch:
     output:
         raw=directory("resources/{dataset}/raw"),
         log_tsv="results/{dataset}/download.tsv",
+    log:
+        "results/{dataset}/logs/fetch.log",
+    conda:
+        "../../envs/colorize.yaml"
     params:
         source=SOURCE,
         sha256=config["dataset"]["sha256"],
         archive=config["dataset"]["archive"],
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/fetch.log",
     script:
         "../scripts/fetch.py"
 
@@ -24,6 +24,13 @@ checkpoint scan:
         scan_inputs,
     output:
         tsv="results/{dataset}/scan.tsv",
+    log:
+        "results/{dataset}/logs/scan.log",
+    benchmark:
+        "results/{dataset}/benchmarks/scan.tsv"
+    conda:
+        "../../envs/colorize.yaml"
+    threads: 4
     params:
         root=raw_root,
         stamp=scan_stamp,
@@ -33,13 +40,6 @@ checkpoint scan:
         shards=config["shards"],
         max_pixels=config["max_pixels"],
         min_side=config["min_side"],
-    threads: 4
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/scan.log",
-    benchmark:
-        "results/{dataset}/benchmarks/scan.tsv"
     script:
         "../scripts/scan.py"
 
@@ -54,19 +54,19 @@ rule shard:
     output:
         h5="results/{dataset}/shards/{split}-{shard}.h5",
         status="results/{dataset}/shards/{split}-{shard}.tsv",
+    log:
+        "results/{dataset}/logs/shard/{split}-{shard}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/shard/{split}-{shard}.tsv"
+    conda:
+        "../../envs/colorize.yaml"
+    resources:
+        mem_mb=1000,
     params:
         members=shard_members,
         root=raw_root,
         preprocess=preprocess_params(),
         compression=config["shard_compression"],
-    resources:
-        mem_mb=1000,
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/shard/{split}-{shard}.log",
-    benchmark:
-        "results/{dataset}/benchmarks/shard/{split}-{shard}.tsv"
     script:
         "../scripts/shard.py"
 
@@ -87,9 +87,9 @@ rule manifest:
             caption="../report/summary.rst",
             category="2. Data",
         ),
-    conda:
-        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/manifest.log",
+    conda:
+        "../../envs/colorize.yaml"
     script:
         "../scripts/manifest.py"

@@ -20,19 +20,19 @@ rule evaluate:
             subcategory="{model}",
         ),
         by_source="results/{dataset}/eval/{model}/by_source.tsv",
-    params:
-        single_source=single_source(),
+    log:
+        "results/{dataset}/logs/evaluate/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate/{model}.tsv"
+    conda:
+        "../../envs/colorize.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/evaluate/{model}.log",
-    benchmark:
-        "results/{dataset}/benchmarks/evaluate/{model}.tsv"
+    params:
+        single_source=single_source(),
     script:
         "../scripts/evaluate.py"
 
@@ -49,13 +49,13 @@ rule grid:
             category="4. Evaluation",
             subcategory="{model}",
         ),
-    params:
-        n_rows=config["report"]["grid_rows"],
-    threads: 1
-    conda:
-        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/grid/{model}.log",
+    conda:
+        "../../envs/colorize.yaml"
+    threads: 1
+    params:
+        n_rows=config["report"]["grid_rows"],
     script:
         "../scripts/grid.py"
 
@@ -69,23 +69,23 @@ rule colorize_folder:
         checkpoint="results/{dataset}/models/{model}/best.pt",
     output:
         status="results/{dataset}/colorized/{model}/chunks/status.chunk-{chunk}-of-{n_chunks}.tsv",
+    log:
+        "results/{dataset}/logs/colorize/{model}/chunk-{chunk}-of-{n_chunks}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/colorize/{model}/chunk-{chunk}-of-{n_chunks}.tsv"
+    conda:
+        "../../envs/colorize.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=240,
     params:
         input_dir=config["colorize"]["input_dir"],
         images=colorized_images,
         excluded=colorize_excluded,
         journal="results/{dataset}/colorized/{model}/chunks/resume/status.chunk-{chunk}-of-{n_chunks}.tsv",
         members=colorize_chunk_members,
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=240,
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/colorize/{model}/chunk-{chunk}-of-{n_chunks}.log",
-    benchmark:
-        "results/{dataset}/benchmarks/colorize/{model}/chunk-{chunk}-of-{n_chunks}.tsv"
     script:
         "../scripts/colorize_folder.py"
 
@@ -96,12 +96,12 @@ rule colorize_status:
         chunks=colorize_chunk_tables,
     output:
         status="results/{dataset}/colorized/{model}/status.tsv",
+    log:
+        "results/{dataset}/logs/colorize/{model}/status.log",
+    conda:
+        "../../envs/colorize.yaml"
     threads: 1
     resources:
         runtime=10,
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/colorize/{model}/status.log",
     script:
         "../scripts/colorize_status.py"

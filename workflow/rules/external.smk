@@ -20,20 +20,20 @@ rule evaluate_external:
             subcategory="{evalset}",
         ),
         excluded="results/{dataset}/eval/{model}/external/{evalset}/excluded.tsv",
-    params:
-        folder=eval_set_folder,
-        preprocess=preprocess_params(),
-        follow_external_links=config["dataset"]["follow_external_links"],
+    log:
+        "results/{dataset}/logs/evaluate_external/{model}/{evalset}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate_external/{model}/{evalset}.tsv"
+    conda:
+        "../../envs/colorize.yaml"
     threads: 2
     resources:
         gpu=1,
         mem_mb=8000,
         runtime=120,
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/evaluate_external/{model}/{evalset}.log",
-    benchmark:
-        "results/{dataset}/benchmarks/evaluate_external/{model}/{evalset}.tsv"
+    params:
+        folder=eval_set_folder,
+        preprocess=preprocess_params(),
+        follow_external_links=config["dataset"]["follow_external_links"],
     script:
         "../scripts/evaluate_external.py"

@@ -17,8 +17,14 @@ rule train:
             category="3. Training",
             subcategory="{model}",
         ),
-    params:
-        model=model_settings,
+    log:
+        "results/{dataset}/logs/train/{model}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train/{model}.tsv"
+    wildcard_constraints:
+        model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
+    conda:
+        "../../envs/colorize.yaml"
     threads: per_gpu(4)
     resources:
         # Portable resources; the site-specific ones (partition, account, GPU model) are set
@@ -31,14 +37,8 @@ rule train:
         cpus_per_gpu=4,
         mem_mb=per_gpu(16000),
         runtime=720,
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/train/{model}.log",
-    benchmark:
-        "results/{dataset}/benchmarks/train/{model}.tsv"
-    wildcard_constraints:
-        model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
+    params:
+        model=model_settings,
     script:
         "../scripts/train.py"
 
@@ -49,9 +49,9 @@ rule shipped_model:
         shipped_checkpoint(),
     output:
         best="results/{dataset}/models/shipped/best.pt",
-    conda:
-        "../../envs/colorize.yaml"
     log:
         "results/{dataset}/logs/shipped_model.log",
+    conda:
+        "../../envs/colorize.yaml"
     shell:
         "cp {input:q} {output.best:q} 2> {log:q}"

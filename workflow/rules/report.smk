@@ -11,12 +11,12 @@ rule overview:
             caption="../report/overview.rst",
             category="1. Overview",
         ),
+    log:
+        "results/{dataset}/logs/overview.log",
+    conda:
+        "../../envs/colorize.yaml"
     params:
         evaluations=overview_labels,
         models=evaluated_models(),
-    conda:
-        "../../envs/colorize.yaml"
-    log:
-        "results/{dataset}/logs/overview.log",
     script:
         "../scripts/overview.py"

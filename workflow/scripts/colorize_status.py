@@ -12,4 +12,6 @@ smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)
 rows = gather_status(smk.input.chunks, smk.output.status)
 if not any(r["status"] == "ok" for r in rows):
-    raise SystemExit(f"no image of {smk.config['colorize']['input_dir']} could be colorized; see {smk.output.status}")
+    raise SystemExit(
+        f"no image of {smk.config['colorize']['input_dir']} could be colorized; see {smk.output.status}"
+    )

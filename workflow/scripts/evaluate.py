@@ -7,8 +7,8 @@ the model is named in the tables by its ``model`` wildcard.
 
 import torch
 
-from colorize.logs import snakemake_log
 from colorize.evaluate import evaluate_checkpoint
+from colorize.logs import snakemake_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)

@@ -7,8 +7,8 @@ prepared as a shard image), params.follow_external_links
 
 import torch
 
-from colorize.logs import snakemake_log
 from colorize.evaluate import evaluate_folder_checkpoint
+from colorize.logs import snakemake_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)

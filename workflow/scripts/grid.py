@@ -6,8 +6,8 @@ titled with the ``model`` wildcard.
 
 import torch
 
-from colorize.logs import snakemake_log
 from colorize.evaluate import grid_from_checkpoints
+from colorize.logs import snakemake_log
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)

@@ -10,6 +10,14 @@ from colorize.overview import write_overview
 
 smk = snakemake  # noqa: F821 (snakemake is injected)
 snakemake_log(smk)
-evaluations = [(model, evalset, path) for (model, evalset), path in zip(smk.params.evaluations, smk.input.evaluations)]
-write_overview(smk.output.html, smk.input.summary, evaluations, dict(zip(smk.params.models, smk.input.grids)),
-               dict(zip(smk.params.models, smk.input.by_source)))
+evaluations = [
+    (model, evalset, path)
+    for (model, evalset), path in zip(smk.params.evaluations, smk.input.evaluations)
+]
+write_overview(
+    smk.output.html,
+    smk.input.summary,
+    evaluations,
+    dict(zip(smk.params.models, smk.input.grids)),
+    dict(zip(smk.params.models, smk.input.by_source)),
+)

@@ -12,6 +12,14 @@ from colorize.preprocess import PreprocessConfig, build_shard
 snakemake_log(snakemake)
 wc = snakemake.wildcards
 rows = read_shard_rows(snakemake.input.scan, wc.split, wc.shard)
-paths = [source_path(snakemake.params.root, r["relpath"]) for r in rows]  # root: a folder or {name: folder}
-build_shard(rows, paths, snakemake.output.h5, snakemake.output.status, wc.split,
-            PreprocessConfig(**snakemake.params.preprocess, compression=snakemake.params.compression))
+paths = [
+    source_path(snakemake.params.root, r["relpath"]) for r in rows
+]  # root: a folder or {name: folder}
+build_shard(
+    rows,
+    paths,
+    snakemake.output.h5,
+    snakemake.output.status,
+    wc.split,
+    PreprocessConfig(**snakemake.params.preprocess, compression=snakemake.params.compression),
+)

@@ -26,7 +26,14 @@ import torch
 from colorize.distributed import run_torchrun
 from colorize.files import atomic_copy
 from colorize.logs import snakemake_log
-from colorize.train import BEST_NAME, CHECKPOINT_NAME, CURVE_NAME, HISTORY_NAME, split_settings, train
+from colorize.train import (
+    BEST_NAME,
+    CHECKPOINT_NAME,
+    CURVE_NAME,
+    HISTORY_NAME,
+    split_settings,
+    train,
+)
 
 snakemake_log(snakemake)  # noqa: F821 (snakemake is injected)
 log = logging.getLogger("colorize.workflow.train")
@@ -73,8 +80,20 @@ def main(smk) -> None:
         )
         log.info("done: %s", summary)
     else:
-        args = ["--settings", json.dumps(settings), "--train", *smk.input.train, "--val", *smk.input.val,
-                "--out", str(state_dir), "--name", model_name, "--card", json.dumps(card)]
+        args = [
+            "--settings",
+            json.dumps(settings),
+            "--train",
+            *smk.input.train,
+            "--val",
+            *smk.input.val,
+            "--out",
+            str(state_dir),
+            "--name",
+            model_name,
+            "--card",
+            json.dumps(card),
+        ]
         run_torchrun(train_cfg.gpus, "colorize.train", args, threads=smk.threads, echo=echo_to_log)
     atomic_copy(state_dir / CHECKPOINT_NAME, checkpoint)
     atomic_copy(state_dir / HISTORY_NAME, Path(smk.output.history))
