@@ -47,6 +47,10 @@ wildcard_constraints:
 
 
 DATASET = config["dataset"]["name"]
+# Every rule runs in the one environment (relative to workflow/rules/, where the rules are).
+CONDA_ENV = "../../envs/colorize.yaml"
+# What a job that runs a model on one GPU (or the CPU) asks for, beside its runtime.
+ONE_GPU_JOB = {"gpu": 1, "mem_mb": 8000}
 SPLITS = ["train", "val", "test"]
 SOURCE = config["dataset"]["source"]
 SOURCES = source_folders(SOURCE)  # {name: folder}, or None for one source (checked by prepare)
@@ -89,16 +93,16 @@ def scan_stamp(wildcards):
     )
 
 
-def after_scan(wildcards):
+def wait_for_scan(wildcards):
     """No file: it makes the shard job wait for the scan checkpoint. Until the scan has run,
     Snakemake puts the scan table here as a checkpoint target (and the shard's first
-    evaluation is provisional); then it evaluates the job again, with `shard_members` read
+    evaluation is provisional); then it evaluates the job again, with `shard_photos_digest` read
     from the new table."""
     checkpoints.scan.get(dataset=wildcards.dataset)
     return []
 
 
-def shard_members(wildcards):
+def shard_photos_digest(wildcards):
     """A digest of this shard's photos (path and sha256 of each, from the scan): the shard's
     rerun trigger, so that it reruns when one of its photos is added, removed or edited and
     not when another shard's is, without every photo as an input of its job."""
@@ -117,19 +121,14 @@ def all_shard_status(wildcards):
     return [f for s in SPLITS for f in shard_files(wildcards.dataset, s, "tsv")]
 
 
-def train_shards(wildcards):
-    """The train split's shard files of the dataset (the `train` input of its rules)."""
-    return shard_files(wildcards.dataset, "train")
+def split_shards(split):
+    """The input function of one split's shard files (the `train`, `val` or `test` input)."""
 
+    def shards(wildcards):
+        return shard_files(wildcards.dataset, split)
 
-def val_shards(wildcards):
-    """The val split's shard files of the dataset (the `val` input of its rules)."""
-    return shard_files(wildcards.dataset, "val")
-
-
-def test_shards(wildcards):
-    """The test split's shard files of the dataset (the `test` input of its rules)."""
-    return shard_files(wildcards.dataset, "test")
+    shards.__name__ = f"{split}_shards"
+    return shards
 
 
 def preprocess_params():
@@ -191,7 +190,7 @@ def colorize_chunk_tables(wildcards):
 _CHUNK_FINGERPRINTS = {}
 
 
-def colorize_chunk_members(wildcards):
+def colorize_chunk_fingerprint(wildcards):
     """A fingerprint of the photos of one colorize chunk (names, sizes, modification times):
     a param, so that adding, removing or changing a photo reruns its chunk's job only. The
     folder is listed once per run of Snakemake, as the jobs list it (`chunks.folder_inputs`).
@@ -242,7 +241,7 @@ def init_checkpoint(wildcards):
     source = config["models"].get(wildcards.model, {}).get("init_from")
     if not source:
         return []
-    return [shipped_checkpoint() if source == "shipped" else source]
+    return [shipped_checkpoint() if source == SHIPPED_MODEL else source]
 
 
 def evaluated_models():

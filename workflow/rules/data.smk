@@ -9,7 +9,7 @@ rule fetch:
     log:
         "results/{dataset}/logs/fetch.log",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     params:
         source=SOURCE,
         sha256=config["dataset"]["sha256"],
@@ -29,7 +29,7 @@ checkpoint scan:
     benchmark:
         "results/{dataset}/benchmarks/scan.tsv"
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: 4
     params:
         root=raw_root,
@@ -50,7 +50,7 @@ rule shard:
         # ancient: a rescan that leaves this shard's photos alone does not rebuild it
         # (its members' digest, a param, does when they change).
         scan=ancient("results/{dataset}/scan.tsv"),
-        after_scan=after_scan,
+        after_scan=wait_for_scan,
     output:
         h5="results/{dataset}/shards/{split}-{shard}.h5",
         status="results/{dataset}/shards/{split}-{shard}.tsv",
@@ -59,11 +59,11 @@ rule shard:
     benchmark:
         "results/{dataset}/benchmarks/shard/{split}-{shard}.tsv"
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     resources:
         mem_mb=1000,
     params:
-        members=shard_members,
+        members=shard_photos_digest,
         root=raw_root,
         preprocess=preprocess_params(),
         compression=config["shard_compression"],
@@ -90,6 +90,6 @@ rule manifest:
     log:
         "results/{dataset}/logs/manifest.log",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     script:
         "../scripts/manifest.py"

@@ -5,7 +5,7 @@ rule evaluate:
     """Per-image metrics of the model and of the gray baseline (ab = 0) on the test split."""
     input:
         checkpoint="results/{dataset}/models/{model}/best.pt",
-        test=test_shards,
+        test=split_shards("test"),
     output:
         per_image=report(
             "results/{dataset}/eval/{model}/per_image.tsv",
@@ -25,11 +25,10 @@ rule evaluate:
     benchmark:
         "results/{dataset}/benchmarks/evaluate/{model}.tsv"
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
+        **ONE_GPU_JOB,
         runtime=120,
     params:
         single_source=single_source(),
@@ -41,7 +40,7 @@ rule grid:
     """Grayscale | Predicted | Ground truth on test images: what a person looks at first."""
     input:
         checkpoint="results/{dataset}/models/{model}/best.pt",
-        test=test_shards,
+        test=split_shards("test"),
     output:
         png=report(
             "results/{dataset}/eval/{model}/grid.png",
@@ -52,7 +51,7 @@ rule grid:
     log:
         "results/{dataset}/logs/grid/{model}.log",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: 1
     params:
         n_rows=config["report"]["grid_rows"],
@@ -74,18 +73,17 @@ rule colorize_folder:
     benchmark:
         "results/{dataset}/benchmarks/colorize/{model}/chunk-{chunk}-of-{n_chunks}.tsv"
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
+        **ONE_GPU_JOB,
         runtime=240,
     params:
         input_dir=config["colorize"]["input_dir"],
         images=colorized_images,
         excluded=colorize_excluded,
         journal="results/{dataset}/colorized/{model}/chunks/resume/status.chunk-{chunk}-of-{n_chunks}.tsv",
-        members=colorize_chunk_members,
+        members=colorize_chunk_fingerprint,
     script:
         "../scripts/colorize_folder.py"
 
@@ -99,7 +97,7 @@ rule colorize_status:
     log:
         "results/{dataset}/logs/colorize/{model}/status.log",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: 1
     resources:
         runtime=10,

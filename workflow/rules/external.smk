@@ -25,11 +25,10 @@ rule evaluate_external:
     benchmark:
         "results/{dataset}/benchmarks/evaluate_external/{model}/{evalset}.tsv"
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: 2
     resources:
-        gpu=1,
-        mem_mb=8000,
+        **ONE_GPU_JOB,
         runtime=120,
     params:
         folder=eval_set_folder,

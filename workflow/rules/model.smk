@@ -4,8 +4,8 @@
 rule train:
     """Train one model on the train shards, validating on the val shards; resumable."""
     input:
-        train=train_shards,
-        val=val_shards,
+        train=split_shards("train"),
+        val=split_shards("val"),
         init=init_checkpoint,
     output:
         checkpoint="results/{dataset}/models/{model}/checkpoint.pt",
@@ -22,9 +22,9 @@ rule train:
     benchmark:
         "results/{dataset}/benchmarks/train/{model}.tsv"
     wildcard_constraints:
-        model=r"(?!shipped(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
+        model=rf"(?!{SHIPPED_MODEL}(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     threads: per_gpu(4)
     resources:
         # Portable resources; the site-specific ones (partition, account, GPU model) are set
@@ -48,10 +48,10 @@ rule shipped_model:
     input:
         shipped_checkpoint(),
     output:
-        best="results/{dataset}/models/shipped/best.pt",
+        best=f"results/{{dataset}}/models/{SHIPPED_MODEL}/best.pt",
     log:
         "results/{dataset}/logs/shipped_model.log",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     shell:
         "cp {input:q} {output.best:q} 2> {log:q}"

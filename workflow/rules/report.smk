@@ -14,7 +14,7 @@ rule overview:
     log:
         "results/{dataset}/logs/overview.log",
     conda:
-        "../../envs/colorize.yaml"
+        CONDA_ENV
     params:
         evaluations=overview_labels,
         models=evaluated_models(),
