@@ -428,9 +428,10 @@ def main() -> None:
         for scale in scales:
             source = tmp / f"photos-{scale}x"
             n_files = make_source(tmp / "pool", copies, rels, scale, source)
-            synth = lambda config, tsv, scale=scale: synthetic_scan(
-                config, photos, rels, scale, tsv
-            )  # noqa: E731
+
+            def synth(config, tsv, scale=scale):
+                return synthetic_scan(config, photos, rels, scale, tsv)
+
             for name, tree in variants:
                 rows.append(measure_scale(scale, n_files, source, name, tree, tmp, args, synth))
             shutil.rmtree(source)

@@ -37,7 +37,6 @@ def check_model(name):
 
 
 wildcard_constraints:
-    dataset=r"[A-Za-z0-9_.-]+",
     split="train|val|test",
     shard=r"\d{3}",
     model=r"[A-Za-z0-9_.-]+",
@@ -47,6 +46,9 @@ wildcard_constraints:
 
 
 DATASET = config["dataset"]["name"]
+# Every path of the run starts here: one dataset per run, named by dataset.name.
+RESULTS = f"results/{DATASET}"
+RESOURCES = f"resources/{DATASET}"  # what the fetch rule downloads
 # Every rule runs in the one environment (relative to workflow/rules/, where the rules are).
 CONDA_ENV = "../../envs/colorize.yaml"
 # What a job that runs a model on one GPU (or the CPU) asks for, beside its runtime.
@@ -62,7 +64,7 @@ def raw_root(wildcards):
     """The folder that holds the dataset's raw images."""
     if is_local_folder(SOURCE):
         return SOURCE
-    return f"resources/{wildcards.dataset}/raw"
+    return f"{RESOURCES}/raw"
 
 
 def scan_inputs(wildcards):
@@ -70,7 +72,7 @@ def scan_inputs(wildcards):
     rerun trigger there, so its files are not Snakemake inputs)."""
     if is_local_folder(SOURCE):
         return []
-    return [f"resources/{wildcards.dataset}/raw"]
+    return [f"{RESOURCES}/raw"]
 
 
 def scan_stamp(wildcards):
@@ -98,7 +100,7 @@ def wait_for_scan(wildcards):
     Snakemake puts the scan table here as a checkpoint target (and the shard's first
     evaluation is provisional); then it evaluates the job again, with `shard_photos_digest` read
     from the new table."""
-    checkpoints.scan.get(dataset=wildcards.dataset)
+    checkpoints.scan.get()
     return []
 
 
@@ -108,24 +110,24 @@ def shard_photos_digest(wildcards):
     not when another shard's is, without every photo as an input of its job."""
     from colorize.manifest import shard_digest
 
-    scan_tsv = checkpoints.scan.get(dataset=wildcards.dataset).output.tsv
+    scan_tsv = checkpoints.scan.get().output.tsv
     return shard_digest(scan_tsv, wildcards.split, wildcards.shard)
 
 
-def shard_files(dataset, split, ext="h5"):
+def shard_files(split, ext="h5"):
     n = config["shards"][split]
-    return [f"results/{dataset}/shards/{split}-{i:03d}.{ext}" for i in range(n)]
+    return [f"{RESULTS}/shards/{split}-{i:03d}.{ext}" for i in range(n)]
 
 
 def all_shard_status(wildcards):
-    return [f for s in SPLITS for f in shard_files(wildcards.dataset, s, "tsv")]
+    return [f for s in SPLITS for f in shard_files(s, "tsv")]
 
 
 def split_shards(split):
     """The input function of one split's shard files (the `train`, `val` or `test` input)."""
 
     def shards(wildcards):
-        return shard_files(wildcards.dataset, split)
+        return shard_files(split)
 
     shards.__name__ = f"{split}_shards"
     return shards
@@ -166,14 +168,14 @@ def eval_set_images(wildcards):
 
 def colorized_images(wildcards):
     """The one tree every colorize chunk of a model writes its images into."""
-    return f"results/{wildcards.dataset}/colorized/{wildcards.model}/images"
+    return f"{RESULTS}/colorized/{wildcards.model}/images"
 
 
 def colorize_excluded(wildcards):
     """What colorize never takes as input even if the input folder holds it: the colorized
     trees of every model (one exclusion for all models, so the folder is listed once).
     """
-    return f"results/{wildcards.dataset}/colorized"
+    return f"{RESULTS}/colorized"
 
 
 def colorize_chunk_tables(wildcards):
@@ -182,7 +184,7 @@ def colorize_chunk_tables(wildcards):
 
     n = config["colorize"]["chunks"]
     return [
-        f"results/{wildcards.dataset}/colorized/{wildcards.model}/chunks/{chunk_status_name(k, n)}"
+        f"{RESULTS}/colorized/{wildcards.model}/chunks/{chunk_status_name(k, n)}"
         for k in range(1, n + 1)
     ]
 
@@ -212,7 +214,7 @@ def model_settings(wildcards):
     if wildcards.model not in config["models"]:
         raise WorkflowError(
             f"no model {wildcards.model!r} under models: (defined: "
-            f"{', '.join(config['models'])}), so results/{wildcards.dataset}/models/"
+            f"{', '.join(config['models'])}), so {RESULTS}/models/"
             f"{wildcards.model}/ cannot be trained"
         )
     check_model(wildcards.model)
@@ -257,13 +259,13 @@ def overview_evaluations(wildcards):
 
     triples = []
     for model in evaluated_models():
-        triples.append((model, TEST_SPLIT, f"results/{wildcards.dataset}/eval/{model}/summary.tsv"))
+        triples.append((model, TEST_SPLIT, f"{RESULTS}/eval/{model}/summary.tsv"))
         for evalset in config["eval_sets"]:
             triples.append(
                 (
                     model,
                     evalset,
-                    f"results/{wildcards.dataset}/eval/{model}/external/{evalset}/summary.tsv",
+                    f"{RESULTS}/eval/{model}/external/{evalset}/summary.tsv",
                 )
             )
     return triples
@@ -277,33 +279,28 @@ def overview_labels(wildcards):
 def overview_inputs(wildcards):
     """The overview's tables: the data summary, every evaluation summary, every model's grid."""
     return {
-        "summary": f"results/{wildcards.dataset}/summary.tsv",
+        "summary": f"{RESULTS}/summary.tsv",
         "evaluations": [path for _, _, path in overview_evaluations(wildcards)],
-        "grids": [
-            f"results/{wildcards.dataset}/eval/{model}/grid.png" for model in evaluated_models()
-        ],
-        "by_source": [
-            f"results/{wildcards.dataset}/eval/{model}/by_source.tsv"
-            for model in evaluated_models()
-        ],
+        "grids": [f"{RESULTS}/eval/{model}/grid.png" for model in evaluated_models()],
+        "by_source": [f"{RESULTS}/eval/{model}/by_source.tsv" for model in evaluated_models()],
     }
 
 
 def all_targets():
     targets = [
-        f"results/{DATASET}/manifest.tsv",
-        f"results/{DATASET}/summary.tsv",
+        f"{RESULTS}/manifest.tsv",
+        f"{RESULTS}/summary.tsv",
     ]
     for model in RUN_MODELS:
-        targets.append(f"results/{DATASET}/models/{model}/checkpoint.pt")
+        targets.append(f"{RESULTS}/models/{model}/checkpoint.pt")
     for model in evaluated_models():
         targets += [
-            f"results/{DATASET}/eval/{model}/summary.tsv",
-            f"results/{DATASET}/eval/{model}/grid.png",
+            f"{RESULTS}/eval/{model}/summary.tsv",
+            f"{RESULTS}/eval/{model}/grid.png",
         ]
         if config["colorize"]["input_dir"]:
-            targets.append(f"results/{DATASET}/colorized/{model}/status.tsv")
+            targets.append(f"{RESULTS}/colorized/{model}/status.tsv")
         for evalset in config["eval_sets"]:
-            targets.append(f"results/{DATASET}/eval/{model}/external/{evalset}/summary.tsv")
-    targets.append(f"results/{DATASET}/overview.html")
+            targets.append(f"{RESULTS}/eval/{model}/external/{evalset}/summary.tsv")
+    targets.append(f"{RESULTS}/overview.html")
     return targets

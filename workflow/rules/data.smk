@@ -4,10 +4,10 @@
 rule fetch:
     """Copy the built-in photos, or download (and safely extract) a URL source."""
     output:
-        raw=directory("resources/{dataset}/raw"),
-        log_tsv="results/{dataset}/download.tsv",
+        raw=directory(f"{RESOURCES}/raw"),
+        log_tsv=f"{RESULTS}/download.tsv",
     log:
-        "results/{dataset}/logs/fetch.log",
+        f"{RESULTS}/logs/fetch.log",
     conda:
         CONDA_ENV
     params:
@@ -23,11 +23,11 @@ checkpoint scan:
     input:
         scan_inputs,
     output:
-        tsv="results/{dataset}/scan.tsv",
+        tsv=f"{RESULTS}/scan.tsv",
     log:
-        "results/{dataset}/logs/scan.log",
+        f"{RESULTS}/logs/scan.log",
     benchmark:
-        "results/{dataset}/benchmarks/scan.tsv"
+        f"{RESULTS}/benchmarks/scan.tsv"
     conda:
         CONDA_ENV
     threads: 4
@@ -49,15 +49,15 @@ rule shard:
     input:
         # ancient: a rescan that leaves this shard's photos alone does not rebuild it
         # (its members' digest, a param, does when they change).
-        scan=ancient("results/{dataset}/scan.tsv"),
+        scan=ancient(f"{RESULTS}/scan.tsv"),
         after_scan=wait_for_scan,
     output:
-        h5="results/{dataset}/shards/{split}-{shard}.h5",
-        status="results/{dataset}/shards/{split}-{shard}.tsv",
+        h5=f"{RESULTS}/shards/{{split}}-{{shard}}.h5",
+        status=f"{RESULTS}/shards/{{split}}-{{shard}}.tsv",
     log:
-        "results/{dataset}/logs/shard/{split}-{shard}.log",
+        f"{RESULTS}/logs/shard/{{split}}-{{shard}}.log",
     benchmark:
-        "results/{dataset}/benchmarks/shard/{split}-{shard}.tsv"
+        f"{RESULTS}/benchmarks/shard/{{split}}-{{shard}}.tsv"
     conda:
         CONDA_ENV
     resources:
@@ -74,21 +74,21 @@ rule shard:
 rule manifest:
     """Fold the shards' decode statuses into the manifest; count per split and reason."""
     input:
-        scan="results/{dataset}/scan.tsv",
+        scan=f"{RESULTS}/scan.tsv",
         status=all_shard_status,
     output:
         manifest=report(
-            "results/{dataset}/manifest.tsv",
+            f"{RESULTS}/manifest.tsv",
             caption="../report/manifest.rst",
             category="2. Data",
         ),
         summary=report(
-            "results/{dataset}/summary.tsv",
+            f"{RESULTS}/summary.tsv",
             caption="../report/summary.rst",
             category="2. Data",
         ),
     log:
-        "results/{dataset}/logs/manifest.log",
+        f"{RESULTS}/logs/manifest.log",
     conda:
         CONDA_ENV
     script:

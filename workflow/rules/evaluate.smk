@@ -4,26 +4,26 @@
 rule evaluate:
     """Per-image metrics of the model and of the gray baseline (ab = 0) on the test split."""
     input:
-        checkpoint="results/{dataset}/models/{model}/best.pt",
+        checkpoint=f"{RESULTS}/models/{{model}}/best.pt",
         test=split_shards("test"),
     output:
         per_image=report(
-            "results/{dataset}/eval/{model}/per_image.tsv",
+            f"{RESULTS}/eval/{{model}}/per_image.tsv",
             caption="../report/per_image.rst",
             category="4. Evaluation",
             subcategory="{model}",
         ),
         summary=report(
-            "results/{dataset}/eval/{model}/summary.tsv",
+            f"{RESULTS}/eval/{{model}}/summary.tsv",
             caption="../report/eval_summary.rst",
             category="4. Evaluation",
             subcategory="{model}",
         ),
-        by_source="results/{dataset}/eval/{model}/by_source.tsv",
+        by_source=f"{RESULTS}/eval/{{model}}/by_source.tsv",
     log:
-        "results/{dataset}/logs/evaluate/{model}.log",
+        f"{RESULTS}/logs/evaluate/{{model}}.log",
     benchmark:
-        "results/{dataset}/benchmarks/evaluate/{model}.tsv"
+        f"{RESULTS}/benchmarks/evaluate/{{model}}.tsv"
     conda:
         CONDA_ENV
     threads: 2
@@ -39,17 +39,17 @@ rule evaluate:
 rule grid:
     """Grayscale | Predicted | Ground truth on test images: what a person looks at first."""
     input:
-        checkpoint="results/{dataset}/models/{model}/best.pt",
+        checkpoint=f"{RESULTS}/models/{{model}}/best.pt",
         test=split_shards("test"),
     output:
         png=report(
-            "results/{dataset}/eval/{model}/grid.png",
+            f"{RESULTS}/eval/{{model}}/grid.png",
             caption="../report/grid.rst",
             category="4. Evaluation",
             subcategory="{model}",
         ),
     log:
-        "results/{dataset}/logs/grid/{model}.log",
+        f"{RESULTS}/logs/grid/{{model}}.log",
     conda:
         CONDA_ENV
     threads: 1
@@ -65,13 +65,13 @@ rule colorize_folder:
     outputs may not overlap): each job declares its chunk's status table, and reruns when its
     own photos change (params.members), not when another chunk's do."""
     input:
-        checkpoint="results/{dataset}/models/{model}/best.pt",
+        checkpoint=f"{RESULTS}/models/{{model}}/best.pt",
     output:
-        status="results/{dataset}/colorized/{model}/chunks/status.chunk-{chunk}-of-{n_chunks}.tsv",
+        status=f"{RESULTS}/colorized/{{model}}/chunks/status.chunk-{{chunk}}-of-{{n_chunks}}.tsv",
     log:
-        "results/{dataset}/logs/colorize/{model}/chunk-{chunk}-of-{n_chunks}.log",
+        f"{RESULTS}/logs/colorize/{{model}}/chunk-{{chunk}}-of-{{n_chunks}}.log",
     benchmark:
-        "results/{dataset}/benchmarks/colorize/{model}/chunk-{chunk}-of-{n_chunks}.tsv"
+        f"{RESULTS}/benchmarks/colorize/{{model}}/chunk-{{chunk}}-of-{{n_chunks}}.tsv"
     conda:
         CONDA_ENV
     threads: 2
@@ -82,7 +82,7 @@ rule colorize_folder:
         input_dir=config["colorize"]["input_dir"],
         images=colorized_images,
         excluded=colorize_excluded,
-        journal="results/{dataset}/colorized/{model}/chunks/resume/status.chunk-{chunk}-of-{n_chunks}.tsv",
+        journal=f"{RESULTS}/colorized/{{model}}/chunks/resume/status.chunk-{{chunk}}-of-{{n_chunks}}.tsv",
         members=colorize_chunk_fingerprint,
     script:
         "../scripts/colorize_folder.py"
@@ -93,9 +93,9 @@ rule colorize_status:
     input:
         chunks=colorize_chunk_tables,
     output:
-        status="results/{dataset}/colorized/{model}/status.tsv",
+        status=f"{RESULTS}/colorized/{{model}}/status.tsv",
     log:
-        "results/{dataset}/logs/colorize/{model}/status.log",
+        f"{RESULTS}/logs/colorize/{{model}}/status.log",
     conda:
         CONDA_ENV
     threads: 1

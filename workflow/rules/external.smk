@@ -4,26 +4,26 @@
 rule evaluate_external:
     """Per-image metrics of the model and the gray baseline on one `eval_sets:` folder."""
     input:
-        checkpoint="results/{dataset}/models/{model}/best.pt",
+        checkpoint=f"{RESULTS}/models/{{model}}/best.pt",
         images=eval_set_images,
     output:
         per_image=report(
-            "results/{dataset}/eval/{model}/external/{evalset}/per_image.tsv",
+            f"{RESULTS}/eval/{{model}}/external/{{evalset}}/per_image.tsv",
             caption="../report/external_per_image.rst",
             category="5. Evaluation on other photos",
             subcategory="{evalset}",
         ),
         summary=report(
-            "results/{dataset}/eval/{model}/external/{evalset}/summary.tsv",
+            f"{RESULTS}/eval/{{model}}/external/{{evalset}}/summary.tsv",
             caption="../report/external_summary.rst",
             category="5. Evaluation on other photos",
             subcategory="{evalset}",
         ),
-        excluded="results/{dataset}/eval/{model}/external/{evalset}/excluded.tsv",
+        excluded=f"{RESULTS}/eval/{{model}}/external/{{evalset}}/excluded.tsv",
     log:
-        "results/{dataset}/logs/evaluate_external/{model}/{evalset}.log",
+        f"{RESULTS}/logs/evaluate_external/{{model}}/{{evalset}}.log",
     benchmark:
-        "results/{dataset}/benchmarks/evaluate_external/{model}/{evalset}.tsv"
+        f"{RESULTS}/benchmarks/evaluate_external/{{model}}/{{evalset}}.tsv"
     conda:
         CONDA_ENV
     threads: 2

@@ -8,19 +8,19 @@ rule train:
         val=split_shards("val"),
         init=init_checkpoint,
     output:
-        checkpoint="results/{dataset}/models/{model}/checkpoint.pt",
-        best="results/{dataset}/models/{model}/best.pt",
-        history="results/{dataset}/models/{model}/history.tsv",
+        checkpoint=f"{RESULTS}/models/{{model}}/checkpoint.pt",
+        best=f"{RESULTS}/models/{{model}}/best.pt",
+        history=f"{RESULTS}/models/{{model}}/history.tsv",
         curve=report(
-            "results/{dataset}/models/{model}/loss_curve.png",
+            f"{RESULTS}/models/{{model}}/loss_curve.png",
             caption="../report/loss_curve.rst",
             category="3. Training",
             subcategory="{model}",
         ),
     log:
-        "results/{dataset}/logs/train/{model}.log",
+        f"{RESULTS}/logs/train/{{model}}.log",
     benchmark:
-        "results/{dataset}/benchmarks/train/{model}.tsv"
+        f"{RESULTS}/benchmarks/train/{{model}}.tsv"
     wildcard_constraints:
         model=rf"(?!{SHIPPED_MODEL}(?![A-Za-z0-9_.-]))[A-Za-z0-9_.-]+",
     conda:
@@ -39,6 +39,7 @@ rule train:
         runtime=720,
     params:
         model=model_settings,
+        dataset=DATASET,
     script:
         "../scripts/train.py"
 
@@ -48,9 +49,9 @@ rule shipped_model:
     input:
         shipped_checkpoint(),
     output:
-        best=f"results/{{dataset}}/models/{SHIPPED_MODEL}/best.pt",
+        best=f"{RESULTS}/models/{SHIPPED_MODEL}/best.pt",
     log:
-        "results/{dataset}/logs/shipped_model.log",
+        f"{RESULTS}/logs/shipped_model.log",
     conda:
         CONDA_ENV
     shell:

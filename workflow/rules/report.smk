@@ -7,12 +7,12 @@ rule overview:
         unpack(overview_inputs),
     output:
         html=report(
-            "results/{dataset}/overview.html",
+            f"{RESULTS}/overview.html",
             caption="../report/overview.rst",
             category="1. Overview",
         ),
     log:
-        "results/{dataset}/logs/overview.log",
+        f"{RESULTS}/logs/overview.log",
     conda:
         CONDA_ENV
     params:

@@ -66,7 +66,7 @@ def main(smk) -> None:
     model_cfg, train_cfg = split_settings(settings, model_name)
     checkpoint = Path(smk.output.checkpoint)
     state_dir = checkpoint.parent / "train_state"
-    card = {"dataset": smk.wildcards.get("dataset"), "model": model_name}
+    card = {"dataset": smk.params.get("dataset"), "model": model_name}
     log.info("model %s: %s; %s; state in %s", model_name, model_cfg, train_cfg, state_dir)
     if train_cfg.gpus == 1:
         summary = train(
