@@ -14,7 +14,7 @@ report's grids build on these functions; none of them is imported here.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
@@ -33,9 +33,19 @@ if TYPE_CHECKING:  # a model is a torch.nn.Module, or a runtime.OnnxColorizer (n
     import torch
 
 
+@runtime_checkable
+class ArrayColorizer(Protocol):
+    """A colorizer on numpy arrays, without PyTorch (``runtime.OnnxColorizer``): normalised L
+    (B, S, S) in, normalised ab (B, 2, S, S) out, on ``device_type``."""
+
+    device_type: str
+
+    def predict_normalized(self, L_norm: np.ndarray) -> np.ndarray: ...
+
+
 def model_device(model) -> torch.device | str:
     """The device a model runs on: a torch.device, or "cpu" for an ``OnnxColorizer``."""
-    if hasattr(model, "predict_normalized"):
+    if isinstance(model, ArrayColorizer):
         return model.device_type
     import torch
 
@@ -59,7 +69,7 @@ def working_l(L: np.ndarray, size: int) -> np.ndarray:
 
 def predict_ab(model, L_norm: np.ndarray) -> np.ndarray:
     """Normalised L batch (B, S, S) -> ab in Lab units (B, 2, S, S) float32, on the model's device."""
-    if hasattr(model, "predict_normalized"):  # runtime.OnnxColorizer
+    if isinstance(model, ArrayColorizer):
         return denormalize_ab(model.predict_normalized(L_norm))
     import torch
 

@@ -17,7 +17,7 @@ from colorize.logs import snakemake_log
 from colorize.runtime import working_size
 from colorize.shipped import load_for_inference
 
-smk = snakemake  # noqa: F821 (snakemake is injected)
+smk = snakemake  # the object Snakemake injects into a script
 snakemake_log(smk)
 one_malloc_arena()  # before torch or onnxruntime start their threads (loading the model)
 # as `colorize predict`: on a machine without a GPU the shipped model runs in onnxruntime

@@ -8,7 +8,7 @@ colorized (the tables say why).
 from colorize.chunks import gather_status
 from colorize.logs import snakemake_log
 
-smk = snakemake  # noqa: F821 (snakemake is injected)
+smk = snakemake  # the object Snakemake injects into a script
 snakemake_log(smk)
 rows = gather_status(smk.input.chunks, smk.output.status)
 if not any(r["status"] == "ok" for r in rows):

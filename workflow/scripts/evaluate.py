@@ -10,7 +10,7 @@ import torch
 from colorize.evaluate import evaluate_checkpoint
 from colorize.logs import snakemake_log
 
-smk = snakemake  # noqa: F821 (snakemake is injected)
+smk = snakemake  # the object Snakemake injects into a script
 snakemake_log(smk)
 torch.set_num_threads(smk.threads)
 evaluate_checkpoint(

@@ -3,11 +3,12 @@
 from colorize.acquire import fetch_source
 from colorize.logs import snakemake_log
 
-snakemake_log(snakemake)
+smk = snakemake  # the object Snakemake injects into a script
+snakemake_log(smk)
 fetch_source(
-    snakemake.params.source,
-    snakemake.output.raw,
-    snakemake.output.log_tsv,
-    sha256=snakemake.params.sha256,
-    archive_limits=snakemake.params.archive,
+    smk.params.source,
+    smk.output.raw,
+    smk.output.log_tsv,
+    sha256=smk.params.sha256,
+    archive_limits=smk.params.archive,
 )

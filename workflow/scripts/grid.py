@@ -9,7 +9,7 @@ import torch
 from colorize.evaluate import grid_from_checkpoints
 from colorize.logs import snakemake_log
 
-smk = snakemake  # noqa: F821 (snakemake is injected)
+smk = snakemake  # the object Snakemake injects into a script
 snakemake_log(smk)
 torch.set_num_threads(smk.threads)
 grid_from_checkpoints(

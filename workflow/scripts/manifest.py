@@ -6,10 +6,11 @@ from colorize.logs import snakemake_log
 from colorize.manifest import merge, summarize
 from colorize.tsv import read_tsv, write_tsv
 
-snakemake_log(snakemake)
-rows = merge(read_tsv(snakemake.input.scan), snakemake.input.status)
-write_tsv(rows, snakemake.output.manifest, columns=list(rows[0]))
+smk = snakemake  # the object Snakemake injects into a script
+snakemake_log(smk)
+rows = merge(read_tsv(smk.input.scan), smk.input.status)
+write_tsv(rows, smk.output.manifest, columns=list(rows[0]))
 summary = summarize(rows)
-write_tsv(summary, snakemake.output.summary, columns=["kind", "name", "count"])
+write_tsv(summary, smk.output.summary, columns=["kind", "name", "count"])
 for r in summary:
     logging.getLogger("colorize.manifest").info("%-8s %-40s %d", r["kind"], r["name"], r["count"])

@@ -8,7 +8,7 @@ input.grids and input.by_source (one per model of params.models) -> output.html.
 from colorize.logs import snakemake_log
 from colorize.overview import write_overview
 
-smk = snakemake  # noqa: F821 (snakemake is injected)
+smk = snakemake  # the object Snakemake injects into a script
 snakemake_log(smk)
 evaluations = [
     (model, evalset, path)

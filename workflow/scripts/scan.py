@@ -7,18 +7,19 @@ from colorize.logs import snakemake_log
 from colorize.manifest import SCAN_COLUMNS, scan
 from colorize.tsv import write_tsv
 
-snakemake_log(snakemake)
-split = snakemake.params.split
+smk = snakemake  # the object Snakemake injects into a script
+snakemake_log(smk)
+split = smk.params.split
 rows = scan(
-    snakemake.params.root,
+    smk.params.root,
     val_fraction=split["val_fraction"],
     test_fraction=split["test_fraction"],
     seed=split["seed"],
-    shards=snakemake.params.shards,
-    max_pixels=snakemake.params.max_pixels,
-    min_side=snakemake.params.min_side,
-    threads=snakemake.threads,
-    include=snakemake.params.include,
-    follow_external_links=snakemake.params.follow_external_links,
+    shards=smk.params.shards,
+    max_pixels=smk.params.max_pixels,
+    min_side=smk.params.min_side,
+    threads=smk.threads,
+    include=smk.params.include,
+    follow_external_links=smk.params.follow_external_links,
 )
-write_tsv(rows, snakemake.output.tsv, SCAN_COLUMNS)
+write_tsv(rows, smk.output.tsv, SCAN_COLUMNS)

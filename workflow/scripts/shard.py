@@ -9,17 +9,18 @@ from colorize.logs import snakemake_log
 from colorize.manifest import read_shard_rows, source_path
 from colorize.preprocess import PreprocessConfig, build_shard
 
-snakemake_log(snakemake)
-wc = snakemake.wildcards
-rows = read_shard_rows(snakemake.input.scan, wc.split, wc.shard)
+smk = snakemake  # the object Snakemake injects into a script
+snakemake_log(smk)
+wc = smk.wildcards
+rows = read_shard_rows(smk.input.scan, wc.split, wc.shard)
 paths = [
-    source_path(snakemake.params.root, r["relpath"]) for r in rows
+    source_path(smk.params.root, r["relpath"]) for r in rows
 ]  # root: a folder or {name: folder}
 build_shard(
     rows,
     paths,
-    snakemake.output.h5,
-    snakemake.output.status,
+    smk.output.h5,
+    smk.output.status,
     wc.split,
-    PreprocessConfig(**snakemake.params.preprocess, compression=snakemake.params.compression),
+    PreprocessConfig(**smk.params.preprocess, compression=smk.params.compression),
 )

@@ -35,7 +35,8 @@ from colorize.train import (
     train,
 )
 
-snakemake_log(snakemake)  # noqa: F821 (snakemake is injected)
+smk = snakemake  # the object Snakemake injects into a script
+snakemake_log(smk)
 log = logging.getLogger("colorize.workflow.train")
 
 
@@ -102,4 +103,4 @@ def main(smk) -> None:
         atomic_copy(state_dir / BEST_NAME, Path(smk.output.best))
 
 
-main(snakemake)  # noqa: F821
+main(smk)
