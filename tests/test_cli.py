@@ -18,6 +18,7 @@ from colorize.chunks import chunk_of
 from colorize.cli import build_parser, main
 from colorize.status import STATUS_COLUMNS
 from colorize.tsv import read_tsv
+from helpers import in_private_mount
 
 COLORIZE = Path(sys.executable).with_name("colorize")  # the console script installed beside python
 
@@ -135,21 +136,6 @@ def test_predict_exit_codes(tmp_path, checkpoint_file):
 
 
 # -- what a real machine does to a run (issue 9) --------------------------------------------------
-
-
-def in_private_mount(
-    script: str, *args: str | Path, timeout: int = 300
-) -> subprocess.CompletedProcess:
-    """Run ``sh -c script`` in a private mount namespace (``unshare``), where the test can mount a
-    real read-only or tiny (fills up) tmpfs; the mounts vanish with the process."""
-    env = dict(os.environ, COLORIZE_DEVICE="cpu", OMP_NUM_THREADS="1")
-    return subprocess.run(
-        ["unshare", "--map-root-user", "--mount", "sh", "-c", script, "sh", *map(str, args)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-    )
 
 
 def test_an_output_folder_that_cannot_be_written_fails_up_front(tmp_path, checkpoint_file):
