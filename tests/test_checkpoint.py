@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+import colorize
 from colorize.checkpoint import load_checkpoint, load_model
 from colorize.models import ModelConfig
 from colorize.pretrained import weights_path
@@ -76,6 +77,10 @@ def test_training_writes_a_model_card_and_info_prints_it(shards, tmp_path, capsy
     assert (
         "stored in the file" in out and "unet (loss mse)" in out and "best validation PSNR" in out
     )
+    # the card names the colorize that trained the model, and info prints it
+    assert card["colorize_version"] == colorize.__version__
+    assert rows["trained with"] == f"colorize {colorize.__version__}"
+    assert f"trained with          colorize {colorize.__version__}" in out
 
 
 def test_a_checkpoint_without_a_card_still_loads_and_describes_itself(checkpoint_file, capsys):
@@ -86,3 +91,4 @@ def test_a_checkpoint_without_a_card_still_loads_and_describes_itself(checkpoint
     assert main(["info", str(checkpoint_file)]) == 0
     out = capsys.readouterr().out
     assert "none stored" in out and "unet (loss mse)" in out
+    assert "trained with          unknown" in out  # older files do not record it

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
+import colorize
 from colorize.checkpoint import load_checkpoint
 from colorize.models import ModelConfig
 from colorize.train import TrainConfig, train
@@ -51,8 +54,29 @@ def test_release_keeps_the_model_within_fp16(effnet_shards, tmp_path):
     a, _ = load_checkpoint(tmp_path / "run" / "best.pt")
     b, ckpt = load_checkpoint(out)
     assert ckpt["card"]["data"] == "tiny test shards" and "optimizer" not in ckpt
+    assert ckpt["card"]["colorize_version"] == colorize.__version__  # the version that trained it
     x = torch.rand(2, 1, 64, 48) * 2 - 1
     with torch.no_grad():
         assert (
             a.ab_from_output(a(x)) - b.ab_from_output(b(x))
         ).abs().max() < 0.01  # ab/128: ~1 Lab unit
+
+
+def test_version_names_the_package_and_the_shipped_model():
+    """`colorize --version`: the package version, the shipped model's name and the digest of
+    its weights (computed here from the checkpoint in PyTorch, not read from the twin), and the
+    colorize that trained it, as `colorize info` shows it."""
+    import subprocess
+    import sys
+
+    from colorize.runtime import weights_digest
+    from colorize.shipped import SHIPPED
+
+    out = subprocess.run([str(Path(sys.executable).with_name("colorize")), "--version"], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    model, ckpt = load_checkpoint(SHIPPED)
+    assert out.splitlines() == [
+        f"colorize {colorize.__version__}",
+        f"shipped model: {ckpt['card']['name']} (weights sha256 {weights_digest(model)}; "
+        f"trained with colorize {ckpt['card']['library_version']})",
+    ]

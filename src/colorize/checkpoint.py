@@ -17,7 +17,8 @@ A checkpoint is a plain dict holding only tensors and Python values, so
 ``best_val_psnr``        None until a validation PSNR exists
 ``history``              one dict per epoch (``train.HISTORY_COLUMNS``)
 ``card``                 the model card (``train.model_card``): architecture, parameters,
-                         data, budget, final metrics; absent in checkpoints written before it
+                         data, budget, final metrics, ``colorize_version`` (the colorize
+                         that trained it); absent in checkpoints written before it
 =======================  ================================================================
 
 A released model (``shipped.release``) may hold the decoder only, with
@@ -163,12 +164,21 @@ def _fmt(value) -> str:
     return "-" if value is None or value == "" else str(value)
 
 
+def trained_with(ckpt: dict) -> str | None:
+    """The version of colorize that trained a checkpoint's model, as its card records it
+    (``colorize_version``; ``library_version`` in a card released before that name), else None:
+    older training checkpoints record only the version that wrote the file."""
+    card = ckpt.get("card") or {}
+    return card.get("colorize_version") or card.get("library_version") or None
+
+
 _NOT_SHOWN = (
     "history",
     "train_config",
     "data_fingerprint",
     "image_size",
     "library_version",
+    "colorize_version",
     "model_card",
 )
 
@@ -184,6 +194,8 @@ def describe(ckpt: dict) -> list[tuple[str, str]]:
     last = history[-1] if history else {}
     rows = [("format", ckpt.get("format", f"colorize checkpoint v{ckpt.get('format_version', '?')}")),
             ("written by", f"colorize {ckpt.get('library_version') or '?'}"),
+            ("trained with", f"colorize {trained_with(ckpt)}" if trained_with(ckpt) else
+             "unknown (the file predates checkpoints that record it)"),
             ("model card", "stored in the file" if card else "none stored (an older checkpoint): derived "
              "from its settings and history")]  # fmt: skip
     arch = card.pop("architecture", model_cfg.get("arch"))

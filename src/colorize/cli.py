@@ -101,6 +101,38 @@ def _add_model_options(p: argparse.ArgumentParser, size_help: str = PREDICT_SIZE
     )
 
 
+def version_text() -> str:
+    """What ``colorize --version`` prints: the package version, then the shipped model's name,
+    weights digest and the colorize that trained it (``shipped.identity``)."""
+    from .shipped import identity
+
+    lines = [f"colorize {__version__}"]
+    try:
+        model = identity()
+    except (OSError, ImportError, ValueError) as e:  # a broken installation says so
+        lines.append(f"shipped model: unavailable ({e})")
+    else:
+        lines.append(
+            f"shipped model: {model['name']} (weights sha256 {model['weights_sha256']}; "
+            f"trained with colorize {model['trained_with'] or 'unknown'})"
+        )
+    return "\n".join(lines)
+
+
+class VersionAction(argparse.Action):
+    """``--version``: like argparse's, with the text made only when asked for (it opens the
+    shipped model)."""
+
+    def __init__(
+        self, option_strings, dest=argparse.SUPPRESS, default=argparse.SUPPRESS, help=None
+    ):
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``colorize`` command line: one sub-command per task (declarative: every option and its help)."""
     parser = argparse.ArgumentParser(
@@ -108,7 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Colorize grayscale photos with a trained model (image-colorization pipeline).",
         epilog="Run 'colorize COMMAND --help' for a command's options.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--version",
+        action=VersionAction,
+        help="print the package version and the shipped model's name and weights digest",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(

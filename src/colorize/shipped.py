@@ -87,6 +87,22 @@ def _is_shipped(path: Path) -> bool:
         return False
 
 
+def identity() -> dict:
+    """The shipped model's name, weights digest (``runtime.weights_digest``: the identity the
+    status tables and ``--resume`` use) and the colorize that trained it, read from its ONNX
+    twin's metadata in onnxruntime (half a second; PyTorch is not imported). ``colorize
+    --version`` prints it."""
+    from .runtime import open_onnx
+
+    twin = open_onnx(SHIPPED_ONNX, threads=1)
+    card = twin.checkpoint_info()["card"]
+    return {
+        "name": card.get("name") or SHIPPED.stem,
+        "weights_sha256": twin.weights_digest(),
+        "trained_with": card.get("colorize_version") or card.get("library_version"),
+    }
+
+
 def export_twin(checkpoint=SHIPPED) -> Path:
     """Write a shipped checkpoint's ONNX export beside it (``SHIPPED_ONNX`` for ``SHIPPED``)."""
     from .checkpoint import load_model
@@ -114,7 +130,7 @@ def git_commit(repo: Path | None = None) -> str:
 def release(checkpoint, out, card: dict | None = None) -> Path:
     """A training checkpoint (``best.pt``) -> the shipped form: fp16 weights, no optimiser, a
     card; and its ONNX twin beside it (``export_twin``)."""
-    from .checkpoint import read_checkpoint, save_checkpoint
+    from .checkpoint import read_checkpoint, save_checkpoint, trained_with
     from .pretrained import weights_sha256
 
     ckpt = read_checkpoint(checkpoint)
@@ -130,7 +146,8 @@ def release(checkpoint, out, card: dict | None = None) -> Path:
         "image_size": ckpt.get("image_size"),
         "history": ckpt.get("history"),
         "commit": git_commit(),
-        "library_version": ckpt.get("library_version"),
+        # the colorize that trained it: its card's, else the training checkpoint's writer's
+        "colorize_version": trained_with(ckpt) or ckpt.get("library_version"),
         **(card or {}),
     }
     if info["encoder"]:

@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from . import distributed, quantize
+from . import __version__, distributed, quantize
 from .checkpoint import CheckpointError, make_checkpoint, read_checkpoint, save_checkpoint
 from .colorspace import denormalize_ab, denormalize_l, lab_to_rgb
 from .data import batches_per_epoch, iterate_batches, make_dataset
@@ -272,6 +272,7 @@ def model_card(
         "final_val_loss": last.get("val_loss"),
         "final_train_loss": last.get("train_loss"),
         "torch_version": str(torch.__version__),
+        "colorize_version": __version__,  # the colorize that trained it (`colorize info`)
         **(extra or {}),
     }
 
