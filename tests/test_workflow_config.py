@@ -222,3 +222,20 @@ def test_several_sources_are_named_folders_and_a_missing_one_names_its_key(tmp_p
         source_folders([str(tmp_path / "a"), str(tmp_path / "x/a")])
     with pytest.raises(ConfigError, match="every source is null"):
         source_folders({"one": None})
+
+
+def test_package_source_is_the_workflows_own_folder_and_a_url_needs_one_set(tmp_path):
+    """Where envs/colorize.yaml installs colorize from ($COLORIZE_SOURCE): the folder above
+    workflow/ of a local workflow; a value the user set is kept; a workflow read from a URL
+    under --sdm conda stops with a message naming the variable."""
+    from colorize.workflow_config import package_source
+
+    environ = {}
+    assert package_source(REPO / "workflow/rules", environ, uses_conda=True) == str(REPO)
+    assert environ == {"COLORIZE_SOURCE": str(REPO)}
+    mine = {"COLORIZE_SOURCE": str(tmp_path)}
+    assert package_source(REPO / "workflow/rules", mine, uses_conda=True) == str(tmp_path)
+    url = "https://github.com/someone/colorize/workflow/rules@v0.2.0"
+    assert package_source(url, {}, uses_conda=False) is None  # no conda env: nothing to install
+    with pytest.raises(ConfigError, match=r"set COLORIZE_SOURCE to a clone of the same version"):
+        package_source(url, {}, uses_conda=True)

@@ -284,3 +284,31 @@ def prepare(config: dict, configfiles, workflow_configfile, schema_path) -> list
     run_models = selected_models(config)
     check_settings(config, run_models)
     return run_models
+
+
+# The variable envs/colorize.yaml's pip line reads (`-e ${COLORIZE_SOURCE}`): where the conda
+# environment of `snakemake --sdm conda` installs the colorize package from.
+PACKAGE_SOURCE_VARIABLE = "COLORIZE_SOURCE"
+
+
+def package_source(rules_dir, environ: dict, uses_conda: bool) -> str | None:
+    """Where the conda environment installs colorize from, set in ``environ`` for the jobs (and
+    for the ``conda env create`` Snakemake runs): a value already there, else the source folder
+    of the workflow whose rules are in ``rules_dir`` (``workflow/rules`` of a clone, or of a
+    copy another project uses as a module), found by its ``pyproject.toml`` and
+    ``src/colorize/``. None when neither exists (a workflow read from a URL) and no conda
+    environment is used; with one, a ``ConfigError`` that says what to set."""
+    if environ.get(PACKAGE_SOURCE_VARIABLE):
+        return environ[PACKAGE_SOURCE_VARIABLE]
+    root = Path(str(rules_dir)).parent.parent
+    if (root / "pyproject.toml").is_file() and (root / "src/colorize/__init__.py").is_file():
+        environ[PACKAGE_SOURCE_VARIABLE] = str(root)
+        return str(root)
+    if uses_conda:
+        raise ConfigError(
+            f"--sdm conda: envs/colorize.yaml installs the colorize package from "
+            f"${PACKAGE_SOURCE_VARIABLE}, and this workflow was not read from a local folder "
+            f"that holds it ({rules_dir}): set {PACKAGE_SOURCE_VARIABLE} to a clone of the "
+            f"same version (the folder with pyproject.toml)"
+        )
+    return None

@@ -10,6 +10,7 @@ from colorize.workflow_config import (
     ConfigError,
     check_model as check_model_settings,
     is_local_folder,
+    package_source,
     prepare,
     source_folders,
 )
@@ -49,8 +50,18 @@ DATASET = config["dataset"]["name"]
 # Every path of the run starts here: one dataset per run, named by dataset.name.
 RESULTS = f"results/{DATASET}"
 RESOURCES = f"resources/{DATASET}"  # what the fetch rule downloads
-# Every rule runs in the one environment (relative to workflow/rules/, where the rules are).
+# Every rule runs in the one environment (relative to workflow/rules/, where the rules are). It
+# installs colorize from $COLORIZE_SOURCE: this workflow's own source folder, also when another
+# project uses it as a module (set here, for the jobs and for `conda env create`).
 CONDA_ENV = "../../envs/colorize.yaml"
+try:
+    package_source(
+        str(workflow.current_basedir),
+        os.environ,
+        "conda" in {str(m).lower() for m in workflow.deployment_settings.deployment_method},
+    )
+except ConfigError as err:
+    raise WorkflowError(str(err)) from None
 # What a job that runs a model on one GPU (or the CPU) asks for, beside its runtime.
 ONE_GPU_JOB = {"gpu": 1, "mem_mb": 8000}
 SPLITS = ["train", "val", "test"]
