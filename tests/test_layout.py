@@ -1,4 +1,5 @@
-"""The library's layout: every module in the README's table, imports reading downward, light modules light."""
+"""The library's layout: every module in the table of docs/development.md, imports reading downward,
+light modules light."""
 
 from __future__ import annotations
 
@@ -13,8 +14,9 @@ LIBRARY = ROOT / "src" / "colorize"
 
 
 def readme_order() -> list[str]:
-    """The modules of the README's layout table, lowest layer first (a row may name several)."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    """The modules of the layout table (docs/development.md), lowest layer first (a row may name
+    several)."""
+    text = (ROOT / "docs/development.md").read_text(encoding="utf-8")
     table = text[text.index("| module | the one concept it owns |") :]
     table = table[: table.index("\n\n")]
     order = []
@@ -37,15 +39,15 @@ def library_imports(path: Path) -> set[str]:
     return deps
 
 
-def test_every_module_is_in_the_readme_once():
+def test_every_module_is_in_the_layout_table_once():
     modules = sorted(p.stem for p in LIBRARY.glob("*.py") if p.stem not in ("__init__", "__main__"))
     order = readme_order()
-    assert sorted(order) == modules, "README's layout table and src/colorize/ disagree"
+    assert sorted(order) == modules, "docs/development.md's layout table and src/colorize/ disagree"
     assert len(order) == len(set(order))
 
 
 def test_imports_read_downward():
-    """A module imports only modules listed above it in the README's table: no cycles, no hubs."""
+    """A module imports only modules listed above it in the layout table: no cycles, no hubs."""
     rank = {m: i for i, m in enumerate(readme_order())}
     upward = {
         m: sorted(d for d in library_imports(LIBRARY / f"{m}.py") if rank[d] >= rank[m])

@@ -10,14 +10,13 @@ neither the real photo sets nor a finished run.
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 
 import pytest
 import yaml
 
-from conftest import REPO, colour_photo, save
-from workflow_utils import SNAKEMAKE
+from conftest import REPO
+from workflow_utils import SNAKEMAKE, standin_repo
 
 pytestmark = pytest.mark.slow
 
@@ -33,29 +32,12 @@ RUNS = {
     "diverse_present": ["shipped.yaml", "diverse_present.yaml"],
 }
 DEMO_MODELS = {"seed_ae", "unet"}  # config/config.yaml's run_models
-SHARED_FOLDERS = (
-    "intel_natural/train",
-    "intel_natural/test",
-    "bsds500/train",
-    "bsds500/val",
-    "imagenette/train",
-    "imagenette/val",
-    "flowers",
-    "clothing",
-    "faces",
-)
 
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory):
     """A copy of the workflow and its config/ at <tmp>/repo, with <tmp>/shared/data beside it."""
-    base = tmp_path_factory.mktemp("presets")
-    work = base / "repo"
-    for d in ("workflow", "config", "profiles", "envs"):
-        shutil.copytree(REPO / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))
-    for i, folder in enumerate(SHARED_FOLDERS):
-        save(base / "shared/data" / folder / f"photo_{i}.png", colour_photo(40, 48, seed=i))
-    return work
+    return standin_repo(tmp_path_factory.mktemp("presets"))
 
 
 def dry_run(work, *args, check=True):

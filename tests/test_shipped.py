@@ -80,3 +80,5 @@ def test_version_names_the_package_and_the_shipped_model():
         f"shipped model: {ckpt['card']['name']} (weights sha256 {weights_digest(model)}; "
         f"trained with colorize {ckpt['card']['library_version']})",
     ]
+    card_md = (SHIPPED.parent / "MODEL_CARD.md").read_text()
+    assert f"Trained with colorize {ckpt['card']['library_version']}" in card_md

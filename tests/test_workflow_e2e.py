@@ -1,5 +1,6 @@
 """End-to-end: the whole workflow (scan -> shards -> train -> evaluate -> grids -> colorize ->
-report) on tiny generated data, then what reruns after each kind of change (issue 4).
+report) on tiny generated data, its report opened in a real browser, then what reruns after
+each kind of change.
 
 One completed run is shared by the module; each rerun check works on its own copy of it.
 """
@@ -11,11 +12,13 @@ import shutil
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import h5py
 import pytest
 import yaml
 
+from browser import menu_entries, view_report
 from colorize.tsv import read_tsv
 from conftest import colour_photo, make_bad_images, make_good_images, save
 from workflow_utils import (
@@ -105,6 +108,45 @@ def test_the_default_run_also_evaluates_and_colorizes_with_the_shipped_model(com
     }
     assert status == {"scan1.png": "ok", "scan2.jpg": "ok", "broken.jpg": "failed"}
     assert "shipped" in (completed / "work/report.html").read_text(errors="replace")
+
+
+SCREENSHOT_COPY = Path("/tmp/colorize-report-screenshot.png")  # where a person looks first
+
+
+def test_the_report_in_a_browser_opens_on_the_answer(completed):
+    """The report of the run in headless Chromium: its first screen asks and answers "did the
+    colours beat gray", the table holds every model of the run and gray, the best model's grid
+    loaded (a real image, not a broken one), every menu category opens from the landing page,
+    and no JavaScript error or failed request is logged. The first screen is saved beside the
+    run (and copied to /tmp/colorize-report-screenshot.png)."""
+    work = completed / "work"
+    screenshot = completed / "report-screenshot.png"
+    view = view_report(work / "report.html", screenshot)
+    shutil.copyfile(screenshot, SCREENSHOT_COPY)
+
+    assert view.errors == []
+    first = view.headings[0]
+    assert first[1] == "Did the colours beat gray?" and 0 <= first[2] < 900 / 3, view.headings
+    res = work / "results/tiny"
+    models = sorted(p.name for p in (res / "eval").iterdir())
+    assert models == ["ae", "shipped", "unet"]
+    gains = {m: float(next(r for r in read_tsv(res / f"eval/{m}/summary.tsv") if r["method"] == m)["psnr_minus_gray"])
+             for m in models}  # fmt: skip
+    best = max(gains, key=gains.get)
+    assert view.answer.startswith(f"Best model: {best} ")
+    in_table = {row[1] for row in view.table_rows if row and row[0] == "test split"}
+    assert in_table == {*models, "gray"}
+    width, height, complete = view.images[f"grid of model {best}"]
+    assert complete and width > 0 and height > 0
+    expected = ["1. Overview", "2. Data", "3. Training", "4. Evaluation"]
+    assert sorted(view.categories) == expected
+    assert all(name in view.menu for name in expected)
+    assert sorted(view.category_pages) == expected  # each opened from the landing page's link
+    for name, menu in view.category_pages.items():
+        entries = menu_entries(view.categories[name])
+        assert entries and all(entry in menu for entry in entries), (name, menu)
+    assert menu_entries(view.categories["4. Evaluation"]) == ["ae", "unet", "shipped"]
+    assert screenshot.stat().st_size > 10_000
 
 
 def test_nothing_to_do_after_a_complete_run(completed):

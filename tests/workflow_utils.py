@@ -24,6 +24,34 @@ def copy_workflow(workdir: Path) -> Path:
     return workdir
 
 
+# The folders of ../shared/data the presets read (standin_repo gives each one small photo).
+SHARED_FOLDERS = (
+    "intel_natural/train",
+    "intel_natural/test",
+    "bsds500/train",
+    "bsds500/val",
+    "imagenette/train",
+    "imagenette/val",
+    "flowers",
+    "clothing",
+    "faces",
+)
+
+
+def standin_repo(base: Path) -> Path:
+    """A copy of the repository's workflow, config/, profiles and envs at ``base/repo``, with a
+    stand-in ``base/shared/data`` beside it (one small photo per folder the presets read): the
+    presets and the documented commands dry-run there without the real photo sets."""
+    from helpers import colour_photo, save
+
+    work = base / "repo"
+    for d in ("workflow", "config", "profiles", "envs"):
+        shutil.copytree(REPO / d, work / d, ignore=shutil.ignore_patterns("__pycache__"))
+    for i, folder in enumerate(SHARED_FOLDERS):
+        save(base / "shared/data" / folder / f"photo_{i}.png", colour_photo(40, 48, seed=i))
+    return work
+
+
 def write_config(workdir: Path, config: dict) -> Path:
     path = workdir / "config.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))

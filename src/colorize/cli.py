@@ -72,7 +72,7 @@ def _add_model_options(p: argparse.ArgumentParser, size_help: str = PREDICT_SIZE
         metavar="CHECKPOINT",
         help="trained checkpoint (checkpoint.pt or best.pt written by training, or a .onnx from "
         "'colorize export', run with onnxruntime; default: the model that ships with colorize, an "
-        "ImageNet-pretrained EfficientNet-Lite0 U-Net; see its card in the README)",
+        "ImageNet-pretrained EfficientNet-Lite0 U-Net; see its card, src/colorize/shipped/MODEL_CARD.md)",
     )
     p.add_argument("--size", type=_positive_int, default=None, metavar="PX", help=size_help)
     p.add_argument(
@@ -212,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="G",
         help="multiply the predicted colour's chroma by G (models with the mse head): 1 = as "
-        "predicted; 1.15-1.3 paints more vividly at a small cost in accuracy (README, 'The shipped "
-        "model', measures it) (default: the checkpoint's, 1 for the shipped model)",
+        "predicted; 1.15-1.3 paints more vividly at a small cost in accuracy "
+        "(docs/models-and-quality.md, 'The shipped model', measures it) (default: the "
+        "checkpoint's, 1 for the shipped model)",
     )
     p.add_argument(
         "--resume",

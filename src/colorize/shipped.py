@@ -9,7 +9,7 @@ the default workflow evaluates it beside its demo models, and ``init_from: shipp
 from it.
 
 ``python -m colorize.shipped BEST_PT OUT_PT [--card card.json]`` writes one from a training
-checkpoint (README "The shipped model" has the whole recipe).
+checkpoint (docs/models-and-quality.md, "The shipped model", has the whole recipe).
 """
 
 from __future__ import annotations
