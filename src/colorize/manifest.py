@@ -50,6 +50,13 @@ SCAN_COLUMNS = [
     "status",
 ]
 OK = "ok"
+
+
+def _empty_row(relpath: str, status: str) -> dict:
+    """A scan row of ``SCAN_COLUMNS`` with only the path and status filled in."""
+    return {**dict.fromkeys(SCAN_COLUMNS, ""), "relpath": relpath, "status": status}
+
+
 SNAKEMAKE_MARKER = ".snakemake_timestamp"  # written by Snakemake into directory() outputs
 
 
@@ -228,17 +235,7 @@ def source_path(root, relpath: str) -> Path:
 
 def _inspect(root, relpath: str, max_pixels: int, min_side: int) -> dict:
     p = source_path(root, relpath)
-    row = {
-        "relpath": relpath,
-        "bytes": "",
-        "sha256": "",
-        "width": "",
-        "height": "",
-        "format": "",
-        "split": "",
-        "shard": "",
-        "status": OK,
-    }
+    row = _empty_row(relpath, OK)
     try:
         row["bytes"] = p.stat().st_size
         row["sha256"] = sha256_file(p)
@@ -305,20 +302,7 @@ def scan(
                 mininterval=1.0,
             )
         )
-    rows += [
-        {
-            "relpath": rel,
-            "bytes": "",
-            "sha256": "",
-            "width": "",
-            "height": "",
-            "format": "",
-            "split": "",
-            "shard": "",
-            "status": reason,
-        }
-        for rel, reason in listing.refused.items()
-    ]
+    rows += [_empty_row(rel, reason) for rel, reason in listing.refused.items()]
     rows.sort(key=lambda r: r["relpath"])
     first_seen: dict[str, str] = {}
     for row in rows:  # sorted by relpath: the first copy of a duplicate is kept
