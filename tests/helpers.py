@@ -374,3 +374,66 @@ def lab_to_rgb_exact(L: np.ndarray, ab: np.ndarray, steps: int = 20) -> np.ndarr
     idx = np.flatnonzero(~_in_gamut(flat, 1e-3))
     flat[idx, 1:] = _shrink_chroma(flat[idx], steps=steps, tol=0.0)
     return cv2.convertScaleAbs(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), alpha=255.0)
+
+
+def matrix_profile(red, green, blue, gamma: float, name: str) -> bytes:
+    """A real ICC v2 RGB display profile (matrix/TRC), byte by byte: the three D50-adapted
+    colorants, one gamma curve for each channel, the D50 white point and a description."""
+    def s15(v):
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(x, y, z):
+        return b"XYZ " + b"\0" * 4 + s15(x) + s15(y) + s15(z)
+
+    curve = b"curv" + b"\0" * 4 + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"
+    text = name.encode("ascii") + b"\0"
+    desc = (
+        b"desc"
+        + b"\0" * 4
+        + struct.pack(">I", len(text))
+        + text
+        + b"\0" * 8
+        + b"\0\0\0"
+        + b"\0" * 67
+    )
+    tags = [
+        (b"desc", desc),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(*red)),
+        (b"gXYZ", xyz(*green)),
+        (b"bXYZ", xyz(*blue)),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+    ]
+    offset, table, data = 128 + 4 + 12 * len(tags), b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = (
+        struct.pack(">I", size)
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + b"\0" * 12
+        + b"acsp"
+        + b"\0" * 24
+        + struct.pack(">I", 0)
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)
+        + b"\0" * 48
+    )
+    assert len(header) == 128
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+ADOBE_RGB = dict(
+    red=(0.6097, 0.3111, 0.0195),
+    green=(0.2053, 0.6257, 0.0609),
+    blue=(0.1492, 0.0632, 0.7446),
+    gamma=563 / 256,
+    name="Adobe RGB (1998) test profile",
+)

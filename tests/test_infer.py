@@ -26,10 +26,13 @@ def test_colorize_files_keeps_relative_names_and_records_failures(tmp_path):
     save(src / "e.png", smooth_image(40, 40, 5)[..., 0])  # 1-channel PNG
     (src / "sub" / "bad.png").write_bytes(b"")
     (src / "notes.txt").write_text("not an image, and not picked up by a folder scan")
-    (src / ".hidden.jpg").write_text("skipped")
+    (src / ".hidden.jpg").write_text("skipped, with a row saying so")
     inputs = collect_inputs([src], recursive=True)
-    names = sorted(str(rel) for _, rel in inputs)
+    names = sorted(str(item.rel) for item in inputs if not item.refused)
     assert names == ["a.jpg", "d.tif", "e.png", "sub/b.png", "sub/bad.png", "sub/deeper/c.gif"]
+    assert [(str(i.rel), i.refused.split(" (")[0]) for i in inputs if i.refused] == [
+        (".hidden.jpg", "hidden file")
+    ]
 
     out = tmp_path / "out"
     results = colorize_files(
@@ -43,12 +46,14 @@ def test_colorize_files_keeps_relative_names_and_records_failures(tmp_path):
         assert written.shape == original.shape == (r.height, r.width, 3)
         if not rel.endswith(".jpg"):  # lossless outputs: the lightness is the input's
             assert_same_lightness(original, written)
-    (bad,) = [r for r in results if not r.ok]
+    (bad,) = [r for r in results if r.status == "failed"]
     assert bad.input.endswith("bad.png") and "empty" in bad.reason and bad.output is None
+    (hidden,) = [r for r in results if r.status == "skipped"]
+    assert hidden.input.endswith(".hidden.jpg") and hidden.output is None
 
     status = read_tsv(out / "status.tsv")
-    assert len(status) == 6
-    assert {row["status"] for row in status} == {"ok", "failed"}
+    assert len(status) == 7
+    assert {row["status"] for row in status} == {"ok", "failed", "skipped"}
     assert [row["reason"] for row in status if row["status"] == "failed"] == [bad.reason]
 
 
@@ -62,9 +67,15 @@ def test_collect_inputs_follows_links_but_not_into_the_output_or_round_in_circle
     (src / "linked").symlink_to(elsewhere)  # a folder linked into the tree is walked
     (src / "a" / "up").symlink_to(src)  # a loop: walked once
     (src / "g.jpg").symlink_to(src / "out" / "old.jpg")  # an output, through a link: excluded
-    names = [str(rel) for _, rel in collect_inputs([src], recursive=True, exclude=[src / "out"])]
-    assert names == ["a/b.jpg", "a-b.jpg", "linked/f.png"]  # in the order Paths sort in
-    assert [str(rel) for _, rel in collect_inputs([src])] == ["a-b.jpg", "g.jpg"]
+    inputs = collect_inputs([src], recursive=True, exclude=[src / "out"])
+    assert [str(i.rel) for i in inputs if not i.refused] == ["a/b.jpg", "a-b.jpg"]  # as Paths sort
+    refused = {str(i.rel): i.refused for i in inputs if i.refused}
+    assert sorted(refused) == [".d", "a/.hidden", "a/up", "linked"]  # hidden, a loop, leaving
+    assert refused["a/up"].startswith("symlink loop")
+    assert "--follow-links" in refused["linked"]
+    inputs = collect_inputs([src], recursive=True, exclude=[src / "out"], follow_links=True)
+    assert [str(i.rel) for i in inputs if not i.refused] == ["a/b.jpg", "a-b.jpg", "linked/f.png"]
+    assert [str(i.rel) for i in collect_inputs([src]) if not i.refused] == ["a-b.jpg", "g.jpg"]
 
 
 def test_plain_paths_with_root_and_name_clashes(tmp_path):

@@ -23,16 +23,14 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 
 from .files import atomic_copy, atomic_write_text
-from .infer import collect_inputs, colorize_files
+from .infer import Input, collect_inputs, colorize_files
 from .split import assign_shard
 from .status import STATUS_COLUMNS, Results, previous_status, source_stamp
 from .tsv import printable_name, read_tsv, table_text
 
 log = logging.getLogger("colorize.chunks")
 
-Inputs = Sequence[
-    tuple[Path, PurePath]
-]  # (file, relative output name), as collect_inputs makes them
+Inputs = Sequence[Input]  # (file, relative output name, why refused), as collect_inputs makes them
 _CHUNK_TABLE = re.compile(r"status\.chunk-(\d+)-of-(\d+)\.tsv")
 
 
@@ -51,10 +49,10 @@ def check_chunk(k: int, n: int) -> None:
 def chunk_of(relname: str | PurePath, n: int) -> int:
     """The chunk (1..n) of a photo, from its relative name (see the module's docstring)."""
     key = PurePath(relname).with_suffix("").as_posix().lower()
-    return assign_shard(key, n) + 1
+    return assign_shard(printable_name(key), n) + 1  # a name that is not UTF-8: by its \\xNN form
 
 
-def select_chunk(inputs: Inputs, k: int, n: int) -> list[tuple[Path, PurePath]]:
+def select_chunk(inputs: Inputs, k: int, n: int) -> list[Input]:
     """The inputs of chunk ``k`` of ``n``, in their order."""
     check_chunk(k, n)
     return [item for item in inputs if chunk_of(item[1], n) == k]
@@ -66,10 +64,17 @@ def chunk_status_name(k: int, n: int) -> str:
     return f"status.chunk-{k:0{len(str(n))}d}-of-{n}.tsv"
 
 
-def folder_inputs(folder, exclude: Sequence = ()) -> list[tuple[Path, PurePath]]:
-    """The photos of a folder and its sub-folders that the workflow colorizes: one listing for
-    the jobs and for the fingerprints Snakemake compares (``chunk_fingerprints``)."""
-    return collect_inputs([folder], recursive=True, exclude=exclude)
+LINK_SWITCH = "colorize.follow_external_links"
+
+
+def folder_inputs(folder, exclude: Sequence = (), follow_links: bool = False) -> list[Input]:
+    """The photos of a folder and its sub-folders that the workflow colorizes (``LINK_SWITCH``:
+    follow links that leave it): one listing for the jobs and for the fingerprints Snakemake
+    compares (``chunk_fingerprints``)."""
+    return collect_inputs(
+        [folder], recursive=True, exclude=exclude, follow_links=follow_links,
+        link_switch=f"set {LINK_SWITCH}: true",
+    )  # fmt: skip
 
 
 def chunk_fingerprints(inputs: Inputs, n: int) -> dict[int, str]:
@@ -77,7 +82,7 @@ def chunk_fingerprints(inputs: Inputs, n: int) -> dict[int, str]:
     parameter that changes when, and only when, a photo of that chunk is added, removed or
     modified, so that Snakemake reruns that chunk's job and no other."""
     digests = {k: hashlib.sha256() for k in range(1, n + 1)}
-    for path, rel in inputs:
+    for path, rel, *_ in inputs:
         digests[chunk_of(rel, n)].update(
             os.fsencode(str(rel)) + f"\t{source_stamp(path)}\n".encode()
         )
@@ -105,15 +110,17 @@ def remove_stale_outputs(before: Sequence[dict], results: Results, output_dir) -
 
 
 def colorize_chunk(
-    model, folder, k: int, n: int, output_dir, table, journal, exclude: Sequence = (), **options
-) -> Results:
+    model, folder, k: int, n: int, output_dir, table, journal, exclude: Sequence = (),
+    follow_links: bool = False, **options,
+) -> Results:  # fmt: skip
     """The workflow's job for chunk K of N of ``folder``: colorize its photos into the one output
     tree ``output_dir`` that all chunks share, resuming from ``journal``, then copy the journal
     to ``table``. The journal is not a declared output, so it survives Snakemake deleting the
     outputs of a failed or rerun job: a rerun redoes only the photos not done, or changed, since.
-    ``exclude``: folders never taken as input (``output_dir`` never is); ``options`` go to
-    ``colorize_files``."""
-    inputs = select_chunk(folder_inputs(folder, exclude=[output_dir, *exclude]), k, n)
+    ``exclude``: folders never taken as input (``output_dir`` never is); ``follow_links``: as
+    ``folder_inputs``; ``options`` go to ``colorize_files``."""
+    listing = folder_inputs(folder, exclude=[output_dir, *exclude], follow_links=follow_links)
+    inputs = select_chunk(listing, k, n)
     before = list(previous_status(journal).values())
     results = colorize_files(model, inputs, output_dir, status_path=journal, resume=True, **options)
     removed = remove_stale_outputs(before, results, output_dir)

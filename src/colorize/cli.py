@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
         "(formats OpenCV cannot write become .png). Unreadable files are listed with the "
         "reason in the status file and do not stop the run.",
         epilog="Exit status: 0 if at least one image was colorized (or --chunk selects none of the "
-        "inputs), 1 if none, 2 on a usage error.",
+        "inputs), 1 if none, 2 on a usage error (a bad option, an unusable --model, -o equal to an "
+        "input folder), 3 if the run stopped early (disk full or read-only: rerun to finish).",
     )
     _add_model_options(p)
     p.add_argument(
@@ -172,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
         "-r",
         action="store_true",
         help="also colorize images in sub-folders of INPUT folders, keeping the sub-folder layout",
+    )
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also follow symbolic links in INPUT folders whose target lies outside the folder "
+        "(by default such a link gets a 'skipped' row and its target is never opened; links "
+        "inside the folder are always followed; broken links, link loops, fifos and hidden "
+        "files ('.name.jpg') get a 'skipped' row; a file named on the command line is always tried)",
     )
     p.add_argument(
         "--status",
@@ -428,7 +437,9 @@ def cmd_predict(args, parser) -> int:
             f"-o {args.output} is the input folder: the colorized images would replace the photos; "
             "choose another output folder",
         )
-    inputs = collect_inputs(args.inputs, recursive=args.recursive, exclude=[args.output])
+    inputs = collect_inputs(
+        args.inputs, recursive=args.recursive, exclude=[args.output], follow_links=args.follow_links
+    )
     if not inputs:
         print(f"colorize: no images found in {' '.join(args.inputs)}", file=sys.stderr)
         return 1
@@ -441,10 +452,12 @@ def cmd_predict(args, parser) -> int:
         progress=not args.quiet and sys.stderr.isatty(), status_path=status,
         max_pixels=args.max_pixels or DEFAULT_MAX_PIXELS, jpeg_quality=args.jpeg_quality, resume=args.resume,
     )  # fmt: skip
-    failed = [r for r in results if not r.ok]
-    n_ok = len(results) - len(failed)
-    for r in failed:
-        print(f"failed: {r.input}: {r.reason}", file=sys.stderr)
+    failed = [r for r in results if r.status == "failed"]
+    skipped = [r for r in results if r.status == "skipped"]
+    n_ok = len(results) - len(failed) - len(skipped)
+    for r in results:
+        if not r.ok:
+            print(f"{r.status}: {r.input}: {r.reason}", file=sys.stderr)
     if results.stopped:
         print(
             f"stopped early: {results.stopped.removeprefix('not attempted: ')}; make room and run the same "
@@ -454,7 +467,7 @@ def cmd_predict(args, parser) -> int:
     done_before = f" ({results.resumed} already done)" if results.resumed else ""
     print(
         f"colorized {n_ok} of {len(results)} images{chunk_note} into {args.output}{done_before}; "
-        f"{len(failed)} failed; status: {results.status_path}"
+        f"{len(failed)} failed; {len(skipped)} skipped; status: {results.status_path}"
     )
     if results.stopped:
         return EXIT_INCOMPLETE

@@ -25,13 +25,24 @@ import cv2
 import numpy as np
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 
+try:  # HEIC/HEIF (what phones save by default) through Pillow; pinned in envs/
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()  # rotates by the file's own transforms and EXIF, on open
+    HEIF_READER = f"pillow-heif {pillow_heif.__version__}"
+except ImportError:  # an environment without it: such photos get a row saying what to install
+    HEIF_READER = None
+
 # We check pixel counts ourselves (``max_pixels``) against the header, before decoding.
 Image.MAX_IMAGE_PIXELS = None
 
-# Extensions a folder scan treats as images (a file named explicitly is always tried).
+HEIF_EXTENSIONS = frozenset(".heic .heif .hif".split())
+# Extensions a folder scan treats as images (a file named explicitly is always tried). AVIF is
+# read by Pillow itself (its wheels bundle libavif since 11.3).
 IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico".split()
-)
+    ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico "
+    ".avif".split()
+) | HEIF_EXTENSIONS
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~1.2 GB of float32 Lab at full resolution
 DEFAULT_MIN_SIDE = (
     32  # for training and evaluation sets: a shorter side below this is too small to learn from
@@ -107,6 +118,14 @@ def _read_bytes(path: Path) -> bytes:
     return data
 
 
+def _unsupported(path: Path) -> ImageDecodeError:
+    """The error for a file no installed reader recognises (what to install, for a HEIC photo
+    in an environment without pillow-heif)."""
+    if HEIF_READER is None and path.suffix.lower() in HEIF_EXTENSIONS:
+        return ImageDecodeError(path, "not readable here (HEIC/HEIF needs pillow-heif: see envs/)")
+    return ImageDecodeError(path, "not an image (unrecognised or unsupported format)")
+
+
 def read_header(path, data: bytes | None = None) -> Header:
     """Header only: no pixel data is decoded. Raises ImageDecodeError for non-images.
 
@@ -137,7 +156,7 @@ def read_header(path, data: bytes | None = None) -> Header:
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image (unrecognised or unsupported format)") from None
+        raise _unsupported(path) from None
     except (OSError, SyntaxError, ValueError) as e:
         kind = "truncated image" if "truncated" in str(e).lower() else "unreadable image header"
         raise ImageDecodeError(path, f"{kind} ({e})") from None
@@ -354,7 +373,7 @@ def _decode_pil(
     except ImageDecodeError:
         raise
     except UnidentifiedImageError:
-        raise ImageDecodeError(path, "not an image (unrecognised or unsupported format)") from None
+        raise _unsupported(path) from None
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         msg = str(e)
         kind = "truncated" if "truncated" in msg else "corrupt"

@@ -12,6 +12,7 @@ scan of a local folder, ``shard_digest`` (read from the scan table) for each sha
 
 from __future__ import annotations
 
+import errno
 import fnmatch
 import functools
 import hashlib
@@ -80,31 +81,59 @@ class Listing:
 LINK_SWITCH = "dataset.follow_external_links"
 
 
-def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
+def walk(
+    root,
+    include=("**",),
+    follow_external_links: bool = False,
+    *,
+    recursive: bool = True,
+    exclude=(),
+    hidden: bool = True,
+    utf8_only: bool = True,
+    looks_wanted=None,
+    link_switch: str = f"set {LINK_SWITCH}: true",
+    what: str = "source folder",
+) -> Listing:
     """Every regular file below ``root`` whose relative path matches ``include``, and every
-    entry that cannot be used, with the reason, so that nothing is dropped silently:
+    entry that cannot be used, with the reason, so that nothing is dropped silently. The one
+    link policy of every folder the project reads (a source folder, an evaluation folder, the
+    folders ``colorize predict`` and ``colorize.input_dir`` colorize):
 
     * a symbolic link (to a file or a folder) is followed when its target lies inside ``root``;
-      a link that leaves ``root`` is refused unless ``follow_external_links`` (a source folder is
-      read, hashed and listed: a stray link must not pull ``/etc/passwd`` into a data set);
+      a link that leaves ``root`` is refused unless ``follow_external_links`` (a folder is
+      read, hashed and listed: a stray link must not pull ``/etc/passwd`` into a data set, nor
+      into a folder of colorized photos); the reason says how to allow it (``link_switch``);
       broken links, link loops and special files (fifos, sockets, devices) are refused;
-    * a name that is not valid UTF-8 is refused (shown with its bad bytes as ``\\xNN``): the
-      manifests are UTF-8 text, and Snakemake cannot take such a path as an input;
+    * a name that is not valid UTF-8 is refused when ``utf8_only`` (shown with its bad bytes
+      as ``\\xNN``): the manifests are UTF-8 text, and Snakemake cannot take such a path as an input;
+    * ``hidden`` False: a hidden file (a name starting with ".", such as the ``._IMG_0001.jpg``
+      copies macOS leaves on shared drives) is refused, and a hidden folder is not searched;
+    * ``recursive`` False: only the files of ``root`` itself (sub-folders are not searched);
+    * ``exclude``: folders never listed nor searched, also when reached through a link (an
+      output folder inside the input folder);
+    * ``looks_wanted``: a test of a relative name (e.g. ``imageio.is_image_name``): only the
+      files, and the refused files, that pass it are returned (refused folders always are);
     * Snakemake's own ``.snakemake_timestamp`` marker is skipped.
     """
     root = Path(root)
     real_root = root.resolve()
     include = list(include)
     everything = "**" in include
+    excluded = [Path(os.path.realpath(e)) for e in exclude]
     files: list[str] = []
     refused: dict[str, str] = {}
 
     def wanted(rel: str, is_dir: bool = False) -> bool:
+        if not is_dir and looks_wanted is not None and not looks_wanted(rel):
+            return False
         return everything or matches(rel, include) or (is_dir and matches(rel + "/", include))
 
     def refuse(rel: str, reason: str, is_dir: bool = False) -> None:
         if wanted(rel, is_dir):
             refused[printable_name(rel)] = reason
+
+    def is_excluded(real: Path) -> bool:
+        return any(real == e or real.is_relative_to(e) for e in excluded)
 
     def visit(folder: Path, prefix: str, seen: frozenset) -> None:
         try:
@@ -112,11 +141,24 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
         except OSError as e:
             refuse(prefix.rstrip("/") or ".", f"folder cannot be read ({e.strerror})", True)
             return
+        real_folder = Path(os.path.realpath(folder)) if excluded else None
         for entry in entries:
             if entry.name == SNAKEMAKE_MARKER:
                 continue
             rel = prefix + entry.name
-            if not entry.is_symlink() and is_utf8_name(entry.name):
+            if excluded and is_excluded(real_folder / entry.name):
+                continue
+            if not hidden and entry.name.startswith("."):
+                try:
+                    is_dir = entry.is_dir()
+                except OSError:
+                    is_dir = False
+                if is_dir and recursive:
+                    refuse(rel, "hidden folder (its name starts with '.'): not searched", True)
+                elif not is_dir:
+                    refuse(rel, "hidden file (its name starts with '.'): name it to colorize it")
+                continue
+            if not entry.is_symlink() and (not utf8_only or is_utf8_name(entry.name)):
                 # the common case, from the directory entry alone (no stat of the file)
                 if entry.is_file(follow_symlinks=False):
                     if wanted(rel):
@@ -128,27 +170,31 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
             path = Path(entry.path)
             is_link = entry.is_symlink()
             try:
-                target = path.resolve() if is_link else path
-            except (
-                RuntimeError,
-                OSError,
-            ):  # RuntimeError("Symlink loop") on Python 3.11, OSError ELOOP later
+                target = path.resolve(strict=is_link) if is_link else path
+            except RuntimeError:  # RuntimeError("Symlink loop") on Python 3.11, OSError ELOOP later
                 refuse(rel, f"symlink loop (to {printable_name(os.readlink(path))!r})")
+                continue
+            except OSError as e:
+                shown = printable_name(os.readlink(path))
+                if e.errno == errno.ELOOP:
+                    refuse(rel, f"symlink loop (to {shown!r})")
+                elif e.errno in (errno.ENOENT, errno.ENOTDIR):
+                    refuse(rel, f"broken symlink (to {shown!r})")
+                else:
+                    refuse(rel, f"symlink cannot be followed (to {shown!r}: {e.strerror})")
                 continue
             if is_link:
                 shown = printable_name(os.readlink(path))
-                if not target.exists():
-                    refuse(rel, f"broken symlink (to {shown!r})")
+                if excluded and is_excluded(target):
                     continue
                 if not target.is_relative_to(real_root) and not follow_external_links:
                     refuse(
                         rel,
-                        f"symlink leaves the source folder (to {shown!r}; set {LINK_SWITCH}: true "
-                        "to follow it)",
+                        f"symlink leaves the {what} (to {shown!r}; {link_switch} to follow it)",
                         target.is_dir(),
                     )
                     continue
-            if not is_utf8_name(entry.name):
+            if utf8_only and not is_utf8_name(entry.name):
                 is_dir = target.is_dir()
                 hint = "its files are not used" if is_dir else "its bad bytes are shown as \\xNN"
                 refuse(
@@ -158,9 +204,14 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
                 )
                 continue
             if target.is_dir():
+                if not recursive:
+                    continue
                 real = target.resolve()
                 if real in seen:
-                    refuse(rel, f"symlink loop (to {printable_name(os.readlink(path))!r})", True)
+                    if is_link:
+                        refuse(
+                            rel, f"symlink loop (to {printable_name(os.readlink(path))!r})", True
+                        )
                     continue
                 visit(path, rel + "/", seen | {real})
             elif target.is_file():
@@ -170,7 +221,7 @@ def walk(root, include=("**",), follow_external_links: bool = False) -> Listing:
                 refuse(rel, "not a regular file (fifo, socket or device)")
 
     if not root.is_dir():
-        raise FileNotFoundError(f"source folder {str(root)!r} does not exist")
+        raise FileNotFoundError(f"{what} {str(root)!r} does not exist")
     visit(root, "", frozenset({real_root}))
     return Listing(sorted(files), dict(sorted(refused.items())))
 

@@ -33,7 +33,9 @@ class Result:
 
     input: str
     output: str | None  # None when it failed
-    status: str  # "ok" or "failed"
+    status: (
+        str  # "ok", "failed" (tried, could not), "skipped" (never opened: the listing refused it)
+    )
     reason: str = ""  # why it failed (empty when ok)
     width: int = 0
     height: int = 0

@@ -212,9 +212,10 @@ def colorize_chunk_fingerprint(wildcards):
 
     k, n = int(wildcards.chunk), int(wildcards.n_chunks)
     check_chunk(k, n)
-    key = (config["colorize"]["input_dir"], colorize_excluded(wildcards), n)
+    links = config["colorize"]["follow_external_links"]
+    key = (config["colorize"]["input_dir"], colorize_excluded(wildcards), links, n)
     if key not in _CHUNK_FINGERPRINTS:
-        inputs = folder_inputs(key[0], exclude=[key[1]])
+        inputs = folder_inputs(key[0], exclude=[key[1]], follow_links=links)
         _CHUNK_FINGERPRINTS[key] = chunk_fingerprints(inputs, n)
     return _CHUNK_FINGERPRINTS[key][k]
 

@@ -80,6 +80,7 @@ rule colorize_folder:
         runtime=240,
     params:
         input_dir=config["colorize"]["input_dir"],
+        follow_links=config["colorize"]["follow_external_links"],
         images=colorized_images,
         excluded=colorize_excluded,
         journal=f"{RESULTS}/colorized/{{model}}/chunks/resume/status.chunk-{{chunk}}-of-{{n_chunks}}.tsv",

@@ -1,7 +1,8 @@
 """Snakemake script: colorize one chunk of a folder at full resolution (colorize.chunks.colorize_chunk).
 
 wildcards.chunk, wildcards.n_chunks (chunk K of N); input.checkpoint; params.input_dir (the
-folder, with its sub-folders), params.images (the one tree all chunks write into, same relative
+folder, with its sub-folders), params.follow_links (colorize.follow_external_links: follow links
+that leave it), params.images (the one tree all chunks write into, same relative
 names), params.excluded (never an input: every model's colorized tree), params.journal (the
 chunk's status table as the run goes, read back by the rerun of a failed or changed chunk: only
 photos not done, or changed, are done again), params.members (the chunk's fingerprint: only a
@@ -35,6 +36,7 @@ colorize_chunk(
     smk.output.status,
     smk.params.journal,
     exclude=[smk.params.excluded],
+    follow_links=smk.params.follow_links,
     size=working_size(ckpt),
     batch_size=smk.config["runtime"]["colorize_batch_size"],  # None: 16 on CUDA, 4 on CPU
     workers=max(1, smk.threads),
