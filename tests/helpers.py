@@ -379,6 +379,7 @@ def lab_to_rgb_exact(L: np.ndarray, ab: np.ndarray, steps: int = 20) -> np.ndarr
 def matrix_profile(red, green, blue, gamma: float, name: str) -> bytes:
     """A real ICC v2 RGB display profile (matrix/TRC), byte by byte: the three D50-adapted
     colorants, one gamma curve for each channel, the D50 white point and a description."""
+
     def s15(v):
         return struct.pack(">i", round(v * 65536))
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from helpers import ADOBE_RGB, colour_photo, make_good_images, matrix_profile
 from PIL import Image, ImageCms
-from workflow_utils import snakemake, tiny_config, write_config
 
 from colorize.colorspace import rgb_to_lab
 from colorize.imageio import HEIF_READER, IMAGE_EXTENSIONS, load_image, read_header
 from colorize.preprocess import PreprocessConfig, prepare_image
 from colorize.tsv import read_tsv
+from helpers import ADOBE_RGB, colour_photo, make_good_images, matrix_profile
+from workflow_utils import snakemake, tiny_config, write_config
 
 # EXIF orientation -> the transpose that makes the stored pixels upright
 UPRIGHT = {

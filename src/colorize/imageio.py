@@ -39,10 +39,13 @@ Image.MAX_IMAGE_PIXELS = None
 HEIF_EXTENSIONS = frozenset(".heic .heif .hif".split())
 # Extensions a folder scan treats as images (a file named explicitly is always tried). AVIF is
 # read by Pillow itself (its wheels bundle libavif since 11.3).
-IMAGE_EXTENSIONS = frozenset(
-    ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico "
-    ".avif".split()
-) | HEIF_EXTENSIONS
+IMAGE_EXTENSIONS = (
+    frozenset(
+        ".jpg .jpeg .jpe .jfif .png .tif .tiff .bmp .dib .webp .gif .ppm .pgm .pbm .pnm .tga .jp2 .j2k .ico "
+        ".avif".split()
+    )
+    | HEIF_EXTENSIONS
+)
 DEFAULT_MAX_PIXELS = 100_000_000  # 100 megapixels: ~1.2 GB of float32 Lab at full resolution
 DEFAULT_MIN_SIDE = (
     32  # for training and evaluation sets: a shorter side below this is too small to learn from
