@@ -27,7 +27,8 @@ RUNS = {
     "intel_seed": ["intel_seed.yaml"],
     "recommended": ["recommended.yaml"],
     "shipped": ["shipped.yaml"],
-    "experiment": ["shipped.yaml", "experiment.yaml"],
+    "shipped_today": ["shipped.yaml", "shipped_today.yaml"],
+    "experiment": ["shipped.yaml", "shipped_today.yaml", "experiment.yaml"],
     "diverse": ["diverse.yaml"],
     "diverse_present": ["shipped.yaml", "diverse_present.yaml"],
 }
@@ -170,7 +171,7 @@ def test_an_unselected_model_is_built_when_its_files_are_asked_for(repo):
     _, out = dry_run(
         repo,
         "results/shipped/models/effnet_mse/best.pt",
-        *configfiles("shipped.yaml", "experiment.yaml"),
+        *configfiles("shipped.yaml", "shipped_today.yaml", "experiment.yaml"),
     )
     assert planned(out, "train") == {"effnet_mse"}
     code, out = dry_run(
@@ -232,6 +233,17 @@ def test_the_shipped_recipe_trains_on_the_diverse_mix():
 def test_the_two_present_folders_plan_two_sources(repo):
     _, out = dry_run(repo, *configfiles("shipped.yaml", "diverse_present.yaml"))
     assert "results/diverse_present/scan.tsv" in out and "imagenette_val" not in out
+
+
+def test_shipped_today_is_the_one_source_data_of_the_shipped_checkpoint(repo):
+    _, out = dry_run(
+        repo, "results/shipped/models/effnet_mse/best.pt",
+        *configfiles("shipped.yaml", "shipped_today.yaml"),
+    )  # fmt: skip
+    assert "results/shipped/scan.tsv" in out
+    assert len(re.findall(r"^rule shard:$", out, re.M)) == 9  # 8 train + 1 val shards
+    card = (REPO / "src/colorize/shipped/MODEL_CARD.md").read_text()
+    assert "config/presets/shipped.yaml config/presets/shipped_today.yaml" in card
 
 
 def test_a_missing_source_folder_is_a_config_error_naming_the_key(repo, tmp_path):
