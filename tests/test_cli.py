@@ -351,6 +351,7 @@ def test_predict_in_chunks_gathers_to_what_one_run_writes_and_resumes(tmp_path, 
     for i in range(5):
         Image.fromarray(photo(30 + i, 40, i)).save(src / ("trip" if i % 2 else ".") / f"p{i}.png")
     (src / "broken.jpg").write_text("not a JPEG")
+    (src / "gone.jpg").symlink_to("nowhere.jpg")  # a skipped row, in its chunk's table
     out = tmp_path / "out"
     common = ("-m", checkpoint_file, "-o", out, "--size", "32", "-r", "-q")
     assert run("predict", *common, src).returncode == 0
@@ -360,11 +361,14 @@ def test_predict_in_chunks_gathers_to_what_one_run_writes_and_resumes(tmp_path, 
         res = run("predict", *common, "--chunk", f"{k}/2", src)
         assert res.returncode == 0, res.stderr
         assert (
-            f"in chunk {k}/2 (6 in all)" in res.stdout
+            f"in chunk {k}/2 (7 in all)" in res.stdout
             and str(out / f"status.chunk-{k}-of-2.tsv") in res.stdout
         )
     tables = sorted(out.glob("status.chunk-*-of-2.tsv"))
-    assert main(["gather-status", "-o", str(out / "status.tsv"), *map(str, tables)]) == 0
+    res = run("gather-status", "-o", out / "status.tsv", *tables)
+    assert res.returncode == 0, res.stderr
+    assert "gathered 7 images from 2 tables" in res.stdout
+    assert "5 colorized, 1 failed, 1 skipped" in res.stdout
     gathered = {k: v for k, v in files_in(out).items() if not k.startswith("status.chunk-")}
     assert gathered == files_in(
         tmp_path / "one_run"

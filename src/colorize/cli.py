@@ -484,9 +484,10 @@ def cmd_gather_status(args, parser) -> int:
     except GatherError as e:
         _fail(parser, str(e))
     n_ok = sum(r["status"] == "ok" for r in rows)
+    n_skipped = sum(r["status"] == "skipped" for r in rows)
     print(
         f"gathered {len(rows)} images from {len(args.tables)} tables into {args.output}: {n_ok} colorized, "
-        f"{len(rows) - n_ok} failed"
+        f"{len(rows) - n_ok - n_skipped} failed, {n_skipped} skipped"
     )
     return 0 if n_ok else 1
 
