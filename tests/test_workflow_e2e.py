@@ -52,7 +52,8 @@ def completed(tmp_path_factory):
     config["runtime"]["colorize_batch_size"] = 2
     write_config(work, config)
     snakemake(work)
-    snakemake(work, "--report", "report.html")
+    report = snakemake(work, "--report", "report.html")
+    (base / "report.log").write_text(report.stdout + report.stderr)
     return base
 
 
@@ -90,6 +91,10 @@ def test_whole_workflow_outputs(completed):
     html = (work / "report.html").read_text(errors="replace")
     for name in ("grid.png", "loss_curve.png", "summary.tsv", "per_image.tsv", "manifest.tsv"):
         assert name in html
+    # every caption renders: no docutils warning (an empty ``{{ ... }}`` literal makes one)
+    log = (completed / "report.log").read_text()
+    assert "Report created" in log
+    assert "(WARNING/" not in log and "(ERROR/" not in log, log[-3000:]
 
 
 def test_the_default_run_also_evaluates_and_colorizes_with_the_shipped_model(completed):
