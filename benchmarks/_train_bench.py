@@ -66,16 +66,18 @@ def model_for(arch: str, small: bool = False):
 class Stepper:
     """One optimiser step as ``colorize.train._train_one_epoch`` takes it: batch to the device
     (``non_blocking``), forward under autocast, the model's loss, backward, Adam step, and
-    ``loss.item()`` (the loop reads the loss every step). ``precision``: ``fp32`` (contiguous,
-    no autocast) or ``bf16`` (bf16 autocast + channels_last, what the project does on CUDA).
+    ``loss.item()`` (the loop reads the loss every step), in the layout the project uses on
+    ``device`` (``device.memory_format``: channels_last on CUDA and the CPU). ``precision``:
+    ``fp32`` (no autocast) or ``bf16`` (bf16 autocast, what the project does on CUDA).
     """
 
     def __init__(self, arch: str, device: torch.device, precision: str, small: bool = False):
+        from colorize.device import memory_format
         from colorize.train import loss_for
 
         self.device, self.precision = device, precision
         self.cfg, model = model_for(arch, small)
-        self.fmt = torch.channels_last if precision == "bf16" else torch.contiguous_format
+        self.fmt = memory_format(device)
         self.model = model.to(device=device, memory_format=self.fmt).train()
         self.opt = torch.optim.Adam(self.model.parameters(), lr=1e-4)
         self.loss_fn = loss_for(self.cfg)

@@ -173,6 +173,7 @@ def make_photos(folder: Path, n: int, size: tuple[int, int]) -> list[Path]:
 def inference_rows(args, device, tmp: Path) -> list[dict]:
     from _train_bench import model_for
     from colorize.colorspace import rgb_to_lab
+    from colorize.device import to_device_format
     from colorize.imageio import read_rgb
     from colorize.infer import colorize_files, write_rgb
     from colorize.predict import predict_ab, recombine, working_l
@@ -183,8 +184,7 @@ def inference_rows(args, device, tmp: Path) -> list[dict]:
         sets = [("256x256", (256, 256), 3), ("600x400", (600, 400), 3)]
     for arch in args.archs.split(","):
         _, model = model_for(arch, args.cpu_smoke)
-        fmt = torch.channels_last if device.type == "cuda" else torch.contiguous_format
-        model = model.to(device=device, memory_format=fmt).eval()
+        model = to_device_format(model, device).eval()  # the project's layout on this device
         for label, size, n in sets:
             paths = make_photos(tmp / f"photos-{label}", n, size)
             out = tmp / "out"
