@@ -236,39 +236,23 @@ def test_a_file_that_is_not_a_checkpoint_says_so(tmp_path, content, why):
 
 
 def test_evaluate_names_a_file_that_is_not_a_shard(tmp_path, checkpoint_file):
+    import h5py
+
+    def evaluate(shard):
+        tables = ("--per-image", tmp_path / "p.tsv", "--summary", tmp_path / "s.tsv")
+        return run("evaluate", "-q", "-m", checkpoint_file, *tables, shard)
+
     bad = tmp_path / "photos.h5"
     bad.write_text("not hdf5")
-    res = run(
-        "evaluate",
-        "-q",
-        "-m",
-        checkpoint_file,
-        "--per-image",
-        tmp_path / "p.tsv",
-        "--summary",
-        tmp_path / "s.tsv",
-        bad,
-    )
+    res = evaluate(bad)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert res.stderr.strip().splitlines()[-1] == (
         f"colorize evaluate: error: SHARD {bad}: not an HDF5 file "
         "(a shard is the .h5 a shard job writes)"
     )
-    import h5py
-
     with h5py.File(tmp_path / "other.h5", "w") as f:
         f["x"] = [1, 2, 3]
-    res = run(
-        "evaluate",
-        "-q",
-        "-m",
-        checkpoint_file,
-        "--per-image",
-        tmp_path / "p.tsv",
-        "--summary",
-        tmp_path / "s.tsv",
-        tmp_path / "other.h5",
-    )
+    res = evaluate(tmp_path / "other.h5")
     assert res.returncode == 2 and "not a colorize shard (no L, ab, relpath dataset)" in res.stderr
 
 

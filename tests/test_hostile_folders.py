@@ -180,3 +180,24 @@ def test_a_rerun_removes_the_partial_temporary_of_a_killed_run(tmp_path, checkpo
     r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", q)
     assert r.returncode == 0, r.stderr
     assert not stale.exists() and live.exists()
+
+
+def test_thousands_of_hidden_copies_are_counted_not_listed_line_by_line(tmp_path, checkpoint_file):
+    """A shared drive macOS wrote to holds a ``._name`` copy of every photo: each gets its
+    skipped row, but stderr names only the first few and counts the rest by reason."""
+    q = tmp_path / "q"
+    q.mkdir()
+    save_photo(q / "good.png")
+    for i in range(40):
+        (q / f"._IMG_{i:04d}.jpg").write_bytes(b"\x00\x05\x16\x07")
+    (q / "gone.jpg").symlink_to("nowhere.jpg")
+    out = tmp_path / "out"
+    r = run("predict", "-m", checkpoint_file, "-o", out, "--quiet", q)
+    assert r.returncode == 0, r.stderr
+    assert len(read_tsv(out / "status.tsv")) == 42  # every entry has its row
+    lines = [line for line in r.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(lines) == 11  # ten named, then one line for the other 31
+    assert lines[-1] == (
+        f"skipped: 31 more (hidden file: 30, broken symlink: 1); every one is in {out / 'status.tsv'}"
+    )
+    assert "41 skipped" in r.stdout

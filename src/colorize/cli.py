@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+from collections import Counter
 from pathlib import Path
 
 from . import __version__
@@ -402,6 +403,24 @@ def _writable(parser, *folders: Path) -> None:
             _fail(parser, f"output: {e}")
 
 
+SKIPPED_SHOWN = 10  # skipped files named one per line; the rest are counted by reason
+
+
+def _print_skipped(skipped, status_path) -> None:
+    """Each skipped file on stderr, but a folder of 5,000 hidden ``._IMG_*.jpg`` copies gives
+    ``SKIPPED_SHOWN`` lines and then one line counting the rest by reason (all are in the table)."""
+    for r in skipped[:SKIPPED_SHOWN]:
+        print(f"skipped: {r.input}: {r.reason}", file=sys.stderr)
+    rest = skipped[SKIPPED_SHOWN:]
+    if rest:
+        kinds = Counter(r.reason.split(" (")[0] for r in rest)
+        counted = ", ".join(f"{kind}: {n:,}" for kind, n in kinds.most_common())
+        print(
+            f"skipped: {len(rest):,} more ({counted}); every one is in {status_path}",
+            file=sys.stderr,
+        )
+
+
 def cmd_predict(args, parser) -> int:
     """``colorize predict``: colorize photos and folders at full resolution; the exit status says how it went."""
     from .chunks import chunk_status_name, select_chunk
@@ -455,9 +474,9 @@ def cmd_predict(args, parser) -> int:
     failed = [r for r in results if r.status == "failed"]
     skipped = [r for r in results if r.status == "skipped"]
     n_ok = len(results) - len(failed) - len(skipped)
-    for r in results:
-        if not r.ok:
-            print(f"{r.status}: {r.input}: {r.reason}", file=sys.stderr)
+    for r in failed:
+        print(f"failed: {r.input}: {r.reason}", file=sys.stderr)
+    _print_skipped(skipped, results.status_path)
     if results.stopped:
         print(
             f"stopped early: {results.stopped.removeprefix('not attempted: ')}; make room and run the same "
