@@ -157,3 +157,18 @@ def test_the_data_stage_stores_phone_formats_upright_and_in_srgb(data_stage, tmp
         Image.fromarray(np.asarray(im.convert("RGB"))).save(raw)  # no profile: taken as sRGB
     raw_L = prepare_image(raw, cfg)[..., 0]
     assert np.abs(stored["adobe.jpg"][0] - raw_L).mean() > 2
+
+
+def test_a_10_bit_heic_is_read_as_8_bit(tmp_path):
+    """Phones save HDR photos as 10-bit HEIC: read as 8-bit RGB, the same picture."""
+    import pillow_heif
+
+    rgb8 = colour_photo(32, 48, seed=5)
+    ten = rgb8.astype(np.uint16) * 257  # 16-bit values, saved as 10-bit HEVC
+    path = tmp_path / "hdr.heic"
+    pillow_heif.from_bytes(mode="RGB;16", size=(48, 32), data=ten.tobytes()).save(path, quality=-1)
+    with Image.open(path) as im:
+        assert im.info.get("bit_depth") == 10
+    got = load_image(path)
+    assert got.dtype == np.uint8 and got.shape == rgb8.shape
+    assert mean_abs(got, rgb8) < 8  # HEVC with 4:2:0 chroma: lossy, but this picture
