@@ -109,7 +109,7 @@ def main(argv=None) -> int:
         type=float,
         nargs="*",
         default=None,
-        help="mse models: decode with each of these gains on the predicted ab",
+        help="mse and l1 models: decode with each of these gains on the predicted ab",
     )
     ap.add_argument(
         "--grid", type=Path, default=None, help="write a comparison grid PNG per folder (suffixed)"

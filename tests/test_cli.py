@@ -73,6 +73,18 @@ def test_help_mentions_every_option():
     assert "INPUT" in predict.stdout and "auto" in predict.stdout and "cuda" in predict.stdout
 
 
+def test_the_help_states_the_decoders_real_pixel_limit():
+    """--help spells the default out (the parser does not import the decoder, for start-up
+    time); it must stay the number the decoder enforces."""
+    from colorize.imageio import DEFAULT_MAX_PIXELS
+
+    sub = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices["predict"]
+    (action,) = [a for a in sub._actions if "--max-pixels" in a.option_strings]
+    assert f"(default: {DEFAULT_MAX_PIXELS})" in action.help
+
+
 def test_predict_colorizes_good_files_and_lists_bad_ones(tmp_path, checkpoint_file):
     src = tmp_path / "photos"
     (src / "trip").mkdir(parents=True)

@@ -8,7 +8,7 @@ from dataclasses import MISSING, fields
 
 import yaml
 
-from colorize.models import ModelConfig
+from colorize.models import ARCHITECTURES, LOSSES, ModelConfig
 from colorize.train import TrainConfig
 from conftest import REPO
 
@@ -26,6 +26,12 @@ def test_model_settings_defaults_are_the_librarys():
         assert key in library, f"models.<name>.{key} is no ModelConfig or TrainConfig field"
         if "default" in spec:
             assert spec["default"] == library[key], key
+
+
+def test_the_architecture_and_loss_choices_are_the_librarys():
+    model = SCHEMA["properties"]["models"]["additionalProperties"]["properties"]
+    assert tuple(model["arch"]["enum"]) == ARCHITECTURES
+    assert tuple(model["loss"]["enum"]) == LOSSES
 
 
 def test_runtime_knobs_are_training_fields_with_the_librarys_defaults():

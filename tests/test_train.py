@@ -62,6 +62,37 @@ def test_a_few_steps_lower_the_loss(shards):
     assert losses[-1] < 0.8 * losses[0], losses
 
 
+def test_l1_is_the_mean_absolute_error_and_prefers_the_median_colour():
+    out = torch.tensor([[0.1, -0.2], [0.4, 0.0]])[None, :, :, None]
+    ab = torch.tensor([[0.3, -0.2], [0.0, 0.5]])[None, :, :, None]
+    l1 = loss_for(ModelConfig(loss="l1"))
+    assert l1(out, ab).item() == pytest.approx((0.2 + 0.0 + 0.4 + 0.5) / 4)
+    # a pixel that is gray in one photo of three and strongly coloured in two: MSE's best
+    # constant is the mean (2/3 of the colour), L1's the median (the colour itself)
+    targets = torch.tensor([0.0, 0.6, 0.6])[:, None, None, None].expand(3, 2, 1, 1)
+    grid = torch.linspace(0, 0.6, 61)
+
+    def best(loss):
+        return grid[
+            int(torch.argmin(torch.stack([loss(c.expand(3, 2, 1, 1), targets) for c in grid])))
+        ]
+
+    assert best(loss_for(ModelConfig(loss="mse"))).item() == pytest.approx(0.4, abs=0.01)
+    assert best(l1).item() == pytest.approx(0.6, abs=0.01)
+
+
+def test_an_l1_model_trains_and_decodes_like_an_mse_one(shards, tmp_path):
+    cfg = ModelConfig(**{**TINY_UNET.to_dict(), "loss": "l1"})
+    out = tmp_path / "run"
+    train(cfg, tiny_cfg(epochs=2), shards["train"], shards["val"], out, progress=False)
+    model, best = load_checkpoint(out / "best.pt")
+    assert best["model_config"]["loss"] == "l1" and type(model.head).__name__ == "RegressionHead"
+    losses = [row["train_loss"] for row in best["history"]]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    with torch.inference_mode():
+        assert model(torch.randn(1, 1, 20, 20)).shape == (1, 2, 20, 20)
+
+
 def test_train_writes_outputs_and_a_weights_only_checkpoint(shards, tmp_path):
     out = tmp_path / "run"
     summary = train(

@@ -221,8 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         metavar="G",
-        help="multiply the predicted colour's chroma by G (models with the mse head): 1 = as "
-        "predicted; 1.15-1.3 paints more vividly at a small cost in accuracy "
+        help="multiply the predicted colour's chroma by G (models with the regression head: mse "
+        "or l1): 1 = as predicted; 1.15-1.3 paints more vividly at a small cost in accuracy "
         "(docs/models-and-quality.md, 'The shipped model', measures it) (default: the "
         "checkpoint's, 1 for the shipped model)",
     )
@@ -444,8 +444,8 @@ def cmd_predict(args, parser) -> int:
         if not hasattr(head, "chroma_gain"):
             _fail(
                 parser,
-                f"--chroma-gain: {args.model} has a {type(head).__name__}, not an mse head "
-                "(zhang models are tuned with their temperature)",
+                f"--chroma-gain: {args.model} has a {type(head).__name__}, not the regression "
+                "head of mse or l1 (zhang models are tuned with their temperature)",
             )
         if not 0.5 <= args.chroma_gain <= 3:
             _fail(parser, f"--chroma-gain: {args.chroma_gain} is outside 0.5..3")

@@ -19,7 +19,8 @@ from .colorspace import AB_SCALE
 from .quantize import REBALANCE_LAMBDA, TEMPERATURE, annealed_mean, gamut_bins, uniform_prior
 
 ARCHITECTURES = ("seed_ae", "unet", "effnet_unet")
-LOSSES = ("mse", "zhang")
+LOSSES = ("mse", "l1", "zhang")
+REGRESSION_LOSSES = ("mse", "l1")  # the tanh regression head; they differ only in training
 
 
 def dataclass_from_dict(cls, d: dict, what: str):
@@ -40,13 +41,14 @@ class ModelConfig:
     depth: int = 4  # unet: number of down-sampling levels
     norm: str = "batch"  # unet: "batch", "group" or "none"
     loss: str = (
-        "mse"  # "mse": tanh regression of ab / 128, as the seed; "zhang": ab-bin classification
+        "mse"  # "mse": tanh regression of ab / 128, as the seed; "l1": the same head, absolute
+        # error; "zhang": ab-bin classification
     )
     temperature: float = (
         TEMPERATURE  # zhang: annealed-mean decoding (1 = mean, -> 0 = mode; paper 0.38)
     )
     rebalance_lambda: float = REBALANCE_LAMBDA  # zhang: class rebalancing (1 = none; paper 0.5)
-    chroma_gain: float = 1.0  # mse: decoding-only gain on the predicted ab (1 = as predicted)
+    chroma_gain: float = 1.0  # mse, l1: decoding-only gain on the predicted ab (1 = as predicted)
     encoder: str = (
         "efficientnet-lite0"  # effnet_unet: the ImageNet-pretrained encoder (colorize.pretrained)
     )
@@ -72,7 +74,7 @@ def pad_to_multiple(x: torch.Tensor, m: int):
 
 
 class RegressionHead(nn.Module):
-    """tanh output scaled to ab / 128 (the seed's head); loss: MSE.
+    """tanh output scaled to ab / 128 (the seed's head); loss: MSE or L1.
 
     ``chroma_gain`` (decoding only, 1 = off) multiplies the predicted ab: MSE regresses to the
     mean colour and so paints too timidly; a gain chosen on validation photos restores some of
@@ -118,8 +120,8 @@ class ClassificationHead(nn.Module):
 
 
 def make_head(cfg: ModelConfig) -> nn.Module:
-    """The output head of ``cfg.loss``: regression for mse, ab-bin classification for zhang."""
-    if cfg.loss == "mse":
+    """The output head of ``cfg.loss``: regression for mse and l1, ab-bin classification for zhang."""
+    if cfg.loss in REGRESSION_LOSSES:
         return RegressionHead(cfg.chroma_gain)
     if cfg.loss == "zhang":
         return ClassificationHead(cfg.temperature)

@@ -45,6 +45,7 @@ from .data import batches_per_epoch, iterate_batches, make_dataset
 from .device import autocast, configure_backends, pick_device, seed_everything, to_device_format
 from .metrics import psnr
 from .models import (
+    LOSSES,
     ModelConfig,
     build_model,
     count_parameters,
@@ -131,11 +132,16 @@ def split_settings(settings: dict, model_name: str = "?") -> tuple[ModelConfig, 
 def loss_for(model_cfg: ModelConfig, prior=None):
     """The training loss ``f(raw_output, ab_norm) -> scalar`` for a model's head.
 
+    ``mse`` and ``l1``: the squared / absolute error of the tanh head's ab / 128 (L1 is
+    minimised by the per-pixel median of the plausible colours, MSE by their mean, which is
+    greyer where a pixel could be either of two hues).
     ``zhang``: the class-rebalanced soft cross-entropy over ab bins (``quantize``), with
     weights from ``prior`` (Q,) and ``model_cfg.rebalance_lambda``; ``prior`` None = uniform.
     """
     if model_cfg.loss == "mse":
         return lambda out, ab_norm: F.mse_loss(out.float(), ab_norm)
+    if model_cfg.loss == "l1":
+        return lambda out, ab_norm: F.l1_loss(out.float(), ab_norm)
     if model_cfg.loss == "zhang":
         centres = torch.from_numpy(quantize.gamut_bins().copy())
         prior = (
@@ -147,7 +153,7 @@ def loss_for(model_cfg: ModelConfig, prior=None):
         return lambda out, ab_norm: quantize.rebalanced_cross_entropy(
             out, denormalize_ab(ab_norm), centres, weights
         )
-    raise ValueError(f"unknown loss {model_cfg.loss!r}; choose mse or zhang")
+    raise ValueError(f"unknown loss {model_cfg.loss!r}; choose one of {LOSSES}")
 
 
 AB_PRIOR_NAME = "ab_prior.pt"  # zhang loss: the train shards' ab prior, computed once per shard set
