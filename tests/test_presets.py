@@ -79,11 +79,12 @@ def test_every_preset_is_covered():
 @pytest.mark.parametrize("preset", sorted(RUNS))
 def test_each_preset_plans_exactly_its_models(repo, preset):
     files = RUNS[preset]
-    defining = [f for f in files if "models" in yaml.safe_load((PRESETS / f).read_text())]
-    # the models of the last file that names some; a data preset alone trains the demo's
+    selecting = [f for f in files if "run_models" in yaml.safe_load((PRESETS / f).read_text())]
+    # run_models of the last file that sets it (a list replaces the earlier ones); a data
+    # preset alone trains the demo's. A model defined but not selected is not planned.
     own = (
-        set(yaml.safe_load((PRESETS / defining[-1]).read_text())["models"])
-        if defining
+        set(yaml.safe_load((PRESETS / selecting[-1]).read_text())["run_models"])
+        if selecting
         else DEMO_MODELS
     )
     _, out = dry_run(repo, *configfiles(*files))
@@ -174,6 +175,14 @@ def test_an_unselected_model_is_built_when_its_files_are_asked_for(repo):
         *configfiles("shipped.yaml", "shipped_today.yaml", "experiment.yaml"),
     )
     assert planned(out, "train") == {"effnet_mse"}
+    # experiment.yaml's own two extra recipes are defined there but not in its run_models
+    _, out = dry_run(
+        repo,
+        "results/shipped/models/exp_effnet_l1/best.pt",
+        "results/shipped/models/exp_effnet_whole128/best.pt",
+        *configfiles("shipped.yaml", "shipped_today.yaml", "experiment.yaml"),
+    )
+    assert planned(out, "train") == {"exp_effnet_l1", "exp_effnet_whole128"}
     code, out = dry_run(
         repo, "results/shipped/models/nosuch/best.pt", *configfiles("shipped.yaml"), check=False
     )
